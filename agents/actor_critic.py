@@ -1,0 +1,101 @@
+"""Actor-critic assembly: encoder -> (+ previous action, reward, episode flag) -> memory core -> heads.
+
+The memory core is any :class:`memo_rl.memory.MemoryCore`; encoders are chosen from the
+observation space (:mod:`agents.encoders`). Policies are categorical over a Discrete action space.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from agents.encoders import build_encoder
+from memo_rl.memory import MemoryCore
+from memo_rl.types import AgentInputs, AgentOutput
+
+
+def _layer_init(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _head(d_in: int, hidden: int, d_out: int, out_gain: float) -> nn.Module:
+    if hidden == 0:
+        return _layer_init(nn.Linear(d_in, d_out), out_gain)
+    return nn.Sequential(
+        _layer_init(nn.Linear(d_in, hidden), 2**0.5), nn.Tanh(), _layer_init(nn.Linear(hidden, d_out), out_gain)
+    )
+
+
+class ActorCritic(nn.Module):
+    """A memory policy with a categorical action head and a scalar value head.
+
+    Args:
+        observation_space: single-env observation space (any space ``build_encoder`` supports).
+        action_space: single-env ``Discrete`` action space.
+        core: the memory core; its ``d_model`` is the width fed to it and read from it.
+        hidden_size: encoder width.
+        use_prev_action / use_prev_reward / use_episode_start: which extra inputs are fed.
+        head_hidden: hidden width of the heads (0 = linear heads).
+        cnn_channels: channels of the image encoder.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        core: MemoryCore,
+        hidden_size: int = 128,
+        use_prev_action: bool = True,
+        use_prev_reward: bool = True,
+        use_episode_start: bool = True,
+        head_hidden: int = 0,
+        cnn_channels: tuple[int, ...] = (32, 64),
+    ) -> None:
+        super().__init__()
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ValueError(f"action space {action_space} is not supported; memo-rl agents need Discrete actions")
+        self.num_actions = int(action_space.n)
+        self.use_prev_action = use_prev_action
+        self.use_prev_reward = use_prev_reward
+        self.use_episode_start = use_episode_start
+        self.encoder = build_encoder(observation_space, hidden_size=hidden_size, cnn_channels=tuple(cnn_channels))
+        extra = self.num_actions * use_prev_action + int(use_prev_reward) + int(use_episode_start)
+        self.input_proj = nn.Sequential(nn.Linear(self.encoder.out_dim + extra, core.d_model), nn.ReLU())
+        self.core = core
+        self.policy_head = _head(core.d_model, head_hidden, self.num_actions, out_gain=0.01)
+        self.value_head = _head(core.d_model, head_hidden, 1, out_gain=1.0)
+
+    def initial_state(self, batch_size: int, device: torch.device | str) -> Any:
+        return self.core.initial_state(batch_size, device)
+
+    def embed(self, inputs: AgentInputs) -> Tensor:
+        """Features ``[..., d_model]`` for the core, from inputs with any leading dims."""
+        parts = [self.encoder(inputs.obs)]
+        if self.use_prev_action:
+            prev = inputs.prev_actions
+            one_hot = F.one_hot(prev.clamp_min(0), self.num_actions).float()  # [..., A]
+            parts.append(one_hot * (prev >= 0).unsqueeze(-1).float())
+        if self.use_prev_reward:
+            parts.append(inputs.prev_rewards.float().unsqueeze(-1))
+        if self.use_episode_start:
+            parts.append(inputs.episode_starts.float().unsqueeze(-1))
+        return self.input_proj(torch.cat(parts, dim=-1))
+
+    def _heads(self, features: Tensor, state: Any) -> AgentOutput:
+        return AgentOutput(self.policy_head(features), self.value_head(features).squeeze(-1), state)
+
+    def step(self, inputs: AgentInputs, state: Any, resets: Tensor) -> AgentOutput:
+        """One env step for N envs: inputs ``[N, ...]``, resets ``[N]`` -> logits ``[N, A]``, values ``[N]``."""
+        features, state = self.core.step(self.embed(inputs), state, resets)
+        return self._heads(features, state)
+
+    def forward_sequence(self, inputs: AgentInputs, state: Any, resets: Tensor) -> AgentOutput:
+        """T steps for N envs: inputs ``[T, N, ...]``, resets ``[T, N]`` -> logits ``[T, N, A]``, values ``[T, N]``."""
+        features, state = self.core.forward_sequence(self.embed(inputs), state, resets)
+        return self._heads(features, state)

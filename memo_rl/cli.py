@@ -1,0 +1,77 @@
+"""``memo-rl`` command line: train | bench (eval, sweep and report arrive with their issues).
+
+Every user error (bad key, value, preset, env id, run directory) is reported as one line on
+stderr with exit status 2, before any file of an existing run is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from memo_rl.config import ConfigError
+
+
+def _split_preset(args: list[str]) -> tuple[str | None, list[str]]:
+    """``[PRESET] key=value ...`` -> (preset, overrides)."""
+    preset = None
+    overrides = []
+    for i, arg in enumerate(args):
+        if "=" in arg:
+            overrides.append(arg)
+        elif i == 0:
+            preset = arg
+        else:
+            raise ConfigError(f"unexpected argument '{arg}': only the first argument may be a preset; overrides look like key=value")
+    return preset, overrides
+
+
+def _cmd_train(ns: argparse.Namespace) -> int:
+    from memo_rl.train import run_training
+
+    preset, overrides = _split_preset(ns.args)
+    run_training(preset, overrides)
+    return 0
+
+
+def _cmd_bench(ns: argparse.Namespace) -> int:
+    from memo_rl.bench import run_bench
+
+    run_bench(ns)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memo-rl", description="Memory-efficient embodied RL: train, evaluate, benchmark.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser(
+        "train",
+        help="train an agent: memo-rl train [PRESET] [section.key=value ...]",
+        description="Train with PPO. PRESET names a file under configs/ (e.g. quickstart, dark_key_to_door_gru); "
+        "overrides use dotted keys, e.g. ppo.lr=3e-4 memory.core=lstm env.num_envs=32.",
+    )
+    train.add_argument("args", nargs="*", metavar="PRESET|key=value")
+    train.set_defaults(func=_cmd_train)
+    bench = sub.add_parser("bench", help="throughput benchmarks (table + JSON)")
+    from memo_rl.bench import add_bench_arguments
+
+    add_bench_arguments(bench)
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return ns.func(ns)
+    except ConfigError as err:
+        print(f"memo-rl: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("memo-rl: interrupted; the newest checkpoint is intact (resume with run.resume=true)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""Typed experiment configuration: dataclass schema, YAML presets and dotted overrides.
+
+A run's configuration is built in three layers, later ones winning:
+
+1. the defaults of the dataclasses below;
+2. a preset, ``configs/NAME.yaml``; a preset may list other presets under ``defaults:``
+   (e.g. ``[env/dark_key_to_door, agent/gru]``), merged in order before its own keys;
+3. command-line overrides ``section.key=value`` (OmegaConf dotlist syntax).
+
+Every problem (unknown key, wrong type, bad choice, missing preset) raises :class:`ConfigError`
+with a one-line message naming the bad key or value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported to the user as one line."""
+
+
+@dataclass
+class EnvConfig:
+    """Which environment, how many copies, and its constructor options."""
+
+    id: str = "memo_rl/DarkKeyToDoor-v0"
+    """A registered gymnasium id (``memo_rl/...`` ids are ours; ``module:Id`` imports module first)."""
+    num_envs: int = 16
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Passed to the env constructor, e.g. ``env.kwargs.trial_length=2000``."""
+    vectorization: str = "auto"
+    """For envs without a batched implementation: ``sync`` or ``async`` gymnasium vector envs
+    (``auto`` = the env's own batched version when it has one, else ``sync``)."""
+
+
+@dataclass
+class AgentConfig:
+    """Encoder, extra inputs and heads around the memory core."""
+
+    hidden_size: int = 128
+    """Width of the observation encoder."""
+    d_model: int = 128
+    """Width of the memory core's input and output."""
+    prev_action: bool = True
+    """Feed the previous action (one-hot) to the agent."""
+    prev_reward: bool = True
+    """Feed the previous reward to the agent."""
+    episode_start: bool = True
+    """Feed a flag marking the first step of an episode (episode ends inside a trial are visible)."""
+    head_hidden: int = 0
+    """Hidden width of the policy and value heads (0 = linear heads)."""
+    cnn_channels: list[int] = field(default_factory=lambda: [32, 64])
+
+
+@dataclass
+class MemoryConfig:
+    """The memory core (``memo_rl.memory``) and its options."""
+
+    core: str = "gru"
+    n_layers: int = 1
+
+
+@dataclass
+class PPOConfig:
+    """PPO loss and update settings."""
+
+    rollout_length: int = 128
+    """Env steps per env collected before each update (T)."""
+    epochs: int = 4
+    num_minibatches: int = 4
+    sequence_length: int | None = None
+    """Split each env's rollout into sequences of this many steps for minibatching (the memory
+    state at each sequence start is stored during rollout). None = whole rollouts."""
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    gae_cut: str = "trial"
+    """Where returns stop: ``trial`` (meta-RL: the objective spans the whole trial, episode ends
+    inside a trial are ordinary transitions) or ``episode`` (cut at every episode end)."""
+    bootstrap_truncation: bool = True
+    """Where a return is cut by a time limit (truncated episode, or trial end), bootstrap with the
+    value of the final observation instead of zero."""
+    clip_coef: float = 0.2
+    value_clip: float | None = None
+    """Clip the value loss around the old values by this much (None = unclipped)."""
+    vf_coef: float = 0.5
+    ent_coef: float = 0.01
+    max_grad_norm: float = 0.5
+    lr: float = 3e-4
+    lr_schedule: str = "linear"
+    """``constant``, ``linear`` (decay to ``min_lr``) or ``cosine`` (to ``min_lr``)."""
+    warmup_steps: int = 0
+    """Env steps of linear learning-rate warm-up."""
+    min_lr: float = 0.0
+    adam_eps: float = 1e-5
+    normalize_advantages: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Budget, seed and hardware."""
+
+    total_steps: int = 200_000
+    """Env steps summed over all envs."""
+    seed: int = 0
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``."""
+    threads: int = 1
+    """torch CPU threads (pinned for speed and determinism; 0 = torch's default)."""
+
+
+@dataclass
+class RunConfig:
+    """Run directory, logging, checkpointing."""
+
+    dir: str | None = None
+    """Run directory; default ``runs/<preset>-<YYYYmmdd-HHMMSS>``."""
+    resume: bool = False
+    """Continue the run in ``run.dir`` from its newest intact checkpoint."""
+    log_interval: int = 1
+    """Updates between rows of metrics.csv / TensorBoard scalars."""
+    checkpoint_interval: int = 10
+    """Updates between checkpoints (a final checkpoint is always written)."""
+    keep_checkpoints: int = 0
+    """Keep only the newest K checkpoints (0 = keep all)."""
+    video_interval: int = 0
+    """Updates between TensorBoard videos of the agent (0 = off)."""
+    video_steps: int = 200
+    """Env steps recorded per video."""
+    progress: bool = True
+    """Print a progress line at each log interval."""
+
+
+@dataclass
+class ExperimentConfig:
+    """The whole experiment. Section names are a public contract (DESIGN.md section 3)."""
+
+    preset: str | None = None
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    algo: str = "ppo"
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    # Derived values: properties, never stored.
+    @property
+    def batch_size(self) -> int:
+        """Env steps per update (rollout_length x num_envs)."""
+        return self.ppo.rollout_length * self.env.num_envs
+
+    @property
+    def num_updates(self) -> int:
+        return max(1, math.ceil(self.train.total_steps / self.batch_size))
+
+    @property
+    def sequence_length(self) -> int:
+        return self.ppo.sequence_length or self.ppo.rollout_length
+
+
+ALGOS = ("ppo",)
+LR_SCHEDULES = ("constant", "linear", "cosine")
+GAE_CUTS = ("trial", "episode")
+VECTORIZATIONS = ("auto", "sync", "async")
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+def configs_dirs() -> list[Path]:
+    """Where presets are looked up: ./configs, then the repository's configs/."""
+    repo_configs = Path(__file__).resolve().parent.parent / "configs"
+    dirs = [Path.cwd() / "configs", repo_configs]
+    return list(dict.fromkeys(d for d in dirs if d.is_dir()))
+
+
+def available_presets() -> list[str]:
+    names: set[str] = set()
+    for d in configs_dirs():
+        names.update(str(p.relative_to(d).with_suffix("")) for p in d.rglob("*.yaml"))
+    return sorted(names)
+
+
+def find_preset(name: str) -> Path:
+    """Resolve a preset name (``dark_key_to_door_gru``, ``env/dark_room``, ``x.yaml`` or a path)."""
+    direct = Path(name)
+    if direct.suffix in (".yaml", ".yml") and direct.is_file():
+        return direct
+    stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    for d in configs_dirs():
+        candidate = d / f"{stem}.yaml"
+        if candidate.is_file():
+            return candidate
+    choices = available_presets()
+    close = difflib.get_close_matches(stem, choices, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ConfigError(f"unknown preset '{name}'{hint} (available: {', '.join(choices) or 'none'})")
+
+
+def load_preset(name: str, _seen: tuple[str, ...] = ()) -> DictConfig:
+    """Load a preset and, recursively, the presets listed in its ``defaults``."""
+    path = find_preset(name)
+    if str(path) in _seen:
+        raise ConfigError(f"preset '{name}' includes itself through 'defaults'")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"preset {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"preset {path} must be a mapping of config sections, got {type(raw).__name__}")
+    merged = OmegaConf.create({})
+    for parent in raw.pop("defaults", None) or []:
+        merged = OmegaConf.merge(merged, load_preset(str(parent), _seen + (str(path),)))
+    return OmegaConf.merge(merged, OmegaConf.create(raw))
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _all_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for f in fields(node):
+        value = getattr(node, f.name)
+        full = f"{prefix}{f.name}"
+        keys.append(full)
+        if is_dataclass(value):
+            keys.extend(_all_keys(value, full + "."))
+    return keys
+
+
+def _friendly(err: OmegaConfBaseException, source: str) -> ConfigError:
+    key = getattr(err, "full_key", None) or "?"
+    if isinstance(err, ConfigKeyError):
+        known = _all_keys(ExperimentConfig())
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        section = key.split(".")[0]
+        if section not in {f.name for f in fields(ExperimentConfig)}:
+            sections = ", ".join(f.name for f in fields(ExperimentConfig))
+            return ConfigError(f"unknown config key '{key}' in {source}{hint} (sections: {sections})")
+        return ConfigError(f"unknown config key '{key}' in {source}{hint}")
+    if isinstance(err, ValidationError):
+        value = getattr(err, "value", None)
+        expected = re.search(r"converted to (\w+)", str(err))
+        kind = expected.group(1).lower() if expected else "the declared type"
+        return ConfigError(f"bad value {value!r} for '{key}' in {source}: expected {kind}")
+    return ConfigError(f"bad config in {source}: {str(err).splitlines()[0]}")
+
+
+def _parse_overrides(overrides: list[str]) -> DictConfig:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override '{item}' is not of the form section.key=value")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot parse overrides {overrides}: {str(err).splitlines()[0]}") from None
+
+
+def build_config(
+    preset: str | None = None, overrides: list[str] | tuple[str, ...] = (), base: dict[str, Any] | None = None
+) -> ExperimentConfig:
+    """Merge defaults, ``base`` (e.g. a stored run config), a preset and overrides into a validated
+    :class:`ExperimentConfig`."""
+    cfg = OmegaConf.structured(ExperimentConfig)
+    layers: list[tuple[str, DictConfig]] = []
+    if base is not None:
+        layers.append(("stored config", OmegaConf.create(base)))
+    if preset is not None:
+        layers.append((f"preset '{preset}'", load_preset(preset)))
+        layers.append(("preset name", OmegaConf.create({"preset": Path(preset).stem})))
+    layers.append(("overrides", _parse_overrides(list(overrides))))
+    for source, layer in layers:
+        try:
+            cfg = OmegaConf.merge(cfg, layer)
+        except OmegaConfBaseException as err:
+            raise _friendly(err, source) from None
+    experiment: ExperimentConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    validate(experiment)
+    return experiment
+
+
+def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    """Rebuild a config saved with :func:`config_to_dict` (e.g. from a checkpoint or config.yaml)."""
+    return build_config(base=data)
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+
+
+def config_to_yaml(cfg: ExperimentConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), list(allowed), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"bad value {value!r} for '{key}'{hint} (choose from: {', '.join(allowed)})")
+
+
+def _at_least(key: str, value: float, low: float) -> None:
+    if value < low:
+        raise ConfigError(f"bad value {value!r} for '{key}': must be >= {low}")
+
+
+def _in_range(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"bad value {value!r} for '{key}': must be in [{low}, {high}]")
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Check choices and ranges that the type system cannot; raise ConfigError on the first problem."""
+    from memo_rl.memory import CORE_NAMES  # local: memory imports torch
+
+    _choice("algo", cfg.algo, ALGOS)
+    _choice("memory.core", cfg.memory.core, CORE_NAMES)
+    _choice("ppo.lr_schedule", cfg.ppo.lr_schedule, LR_SCHEDULES)
+    _choice("ppo.gae_cut", cfg.ppo.gae_cut, GAE_CUTS)
+    _choice("env.vectorization", cfg.env.vectorization, VECTORIZATIONS)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.train.device):
+        raise ConfigError(f"bad value {cfg.train.device!r} for 'train.device' (choose from: auto, cpu, cuda, cuda:N)")
+    for key, value, low in [
+        ("env.num_envs", cfg.env.num_envs, 1),
+        ("agent.hidden_size", cfg.agent.hidden_size, 1),
+        ("agent.d_model", cfg.agent.d_model, 1),
+        ("agent.head_hidden", cfg.agent.head_hidden, 0),
+        ("memory.n_layers", cfg.memory.n_layers, 1),
+        ("ppo.rollout_length", cfg.ppo.rollout_length, 1),
+        ("ppo.epochs", cfg.ppo.epochs, 1),
+        ("ppo.num_minibatches", cfg.ppo.num_minibatches, 1),
+        ("ppo.lr", cfg.ppo.lr, 0.0),
+        ("ppo.min_lr", cfg.ppo.min_lr, 0.0),
+        ("ppo.warmup_steps", cfg.ppo.warmup_steps, 0),
+        ("ppo.clip_coef", cfg.ppo.clip_coef, 0.0),
+        ("ppo.vf_coef", cfg.ppo.vf_coef, 0.0),
+        ("ppo.ent_coef", cfg.ppo.ent_coef, 0.0),
+        ("ppo.max_grad_norm", cfg.ppo.max_grad_norm, 0.0),
+        ("ppo.adam_eps", cfg.ppo.adam_eps, 0.0),
+        ("train.total_steps", cfg.train.total_steps, 1),
+        ("train.seed", cfg.train.seed, 0),
+        ("train.threads", cfg.train.threads, 0),
+        ("run.log_interval", cfg.run.log_interval, 1),
+        ("run.checkpoint_interval", cfg.run.checkpoint_interval, 1),
+        ("run.keep_checkpoints", cfg.run.keep_checkpoints, 0),
+        ("run.video_interval", cfg.run.video_interval, 0),
+        ("run.video_steps", cfg.run.video_steps, 1),
+    ]:
+        _at_least(key, value, low)
+    _in_range("ppo.gamma", cfg.ppo.gamma, 0.0, 1.0)
+    _in_range("ppo.gae_lambda", cfg.ppo.gae_lambda, 0.0, 1.0)
+    if cfg.ppo.value_clip is not None:
+        _at_least("ppo.value_clip", cfg.ppo.value_clip, 0.0)
+    if cfg.ppo.sequence_length is not None:
+        seq = cfg.ppo.sequence_length
+        if seq < 1 or cfg.ppo.rollout_length % seq:
+            raise ConfigError(
+                f"bad value {seq} for 'ppo.sequence_length': must divide ppo.rollout_length={cfg.ppo.rollout_length}"
+            )
+    num_sequences = cfg.env.num_envs * (cfg.ppo.rollout_length // cfg.sequence_length)
+    if num_sequences % cfg.ppo.num_minibatches:
+        raise ConfigError(
+            f"bad value {cfg.ppo.num_minibatches} for 'ppo.num_minibatches': must divide the number of "
+            f"sequences per update ({num_sequences} = env.num_envs x rollout_length / sequence_length)"
+        )

@@ -1,0 +1,64 @@
+"""One PPO update over a filled :class:`RolloutStorage` (sequences replayed through the memory core)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from memo_rl.config import PPOConfig
+from memo_rl.ppo.losses import clipped_policy_loss, explained_variance, normalize_advantages, value_loss
+from memo_rl.ppo.storage import RolloutStorage
+
+
+@dataclass
+class UpdateStats:
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    approx_kl: float
+    clip_fraction: float
+    grad_norm: float
+    explained_variance: float
+
+
+def ppo_update(
+    agent: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    storage: RolloutStorage,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    cfg: PPOConfig,
+) -> UpdateStats:
+    """Run ``cfg.epochs`` epochs of minibatch PPO; return the stats averaged over minibatches.
+
+    Each minibatch replays whole sequences with ``agent.forward_sequence`` from the memory
+    snapshot stored at the sequence start, so recurrent/transformer cores see what rollout saw.
+    """
+    agent.train()
+    totals = dict(policy_loss=0.0, value_loss=0.0, entropy=0.0, approx_kl=0.0, clip_fraction=0.0, grad_norm=0.0)
+    count = 0
+    for _ in range(cfg.epochs):
+        for batch in storage.minibatches(advantages, returns, cfg.num_minibatches):
+            out = agent.forward_sequence(batch.inputs, batch.initial_state, batch.resets)
+            dist = torch.distributions.Categorical(logits=out.logits)
+            log_probs = dist.log_prob(batch.actions)
+            adv = normalize_advantages(batch.advantages) if cfg.normalize_advantages else batch.advantages
+            policy = clipped_policy_loss(log_probs, batch.log_probs, adv, cfg.clip_coef)
+            v_loss = value_loss(out.values, batch.values, batch.returns, cfg.value_clip)
+            entropy = dist.entropy().mean()
+            loss = policy.loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            totals["policy_loss"] += policy.loss.item()
+            totals["value_loss"] += v_loss.item()
+            totals["entropy"] += entropy.item()
+            totals["approx_kl"] += policy.approx_kl.item()
+            totals["clip_fraction"] += policy.clip_fraction.item()
+            totals["grad_norm"] += float(grad_norm)
+            count += 1
+    means = {k: v / count for k, v in totals.items()}
+    return UpdateStats(**means, explained_variance=explained_variance(storage.values.flatten(), returns.flatten()))

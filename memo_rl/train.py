@@ -1,0 +1,488 @@
+"""The training loop: collect a rollout -> GAE -> PPO update -> log -> checkpoint; resumable.
+
+Read top to bottom: :func:`resolve_run` turns CLI input into a config and a run directory,
+:class:`Trainer` owns the env, agent, optimizer and storage, :meth:`Trainer.train` is the loop.
+
+Meta-RL trials (DESIGN.md section 3): memory resets only where the env reports ``trial_end``;
+episode ends inside a trial are ordinary transitions that the agent sees (``episode_starts``) and,
+with ``ppo.gae_cut=trial``, returns flow across them (RL^2 / AMAGO / Memo).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+
+from memo_rl.checkpoint import (
+    checkpoint_dir,
+    checkpoint_path,
+    latest_intact_checkpoint,
+    list_checkpoints,
+    numpy_to_tensors,
+    prune_checkpoints,
+    save_checkpoint,
+    tensors_to_numpy,
+)
+from memo_rl.config import (
+    ConfigError,
+    ExperimentConfig,
+    build_config,
+    config_from_dict,
+    config_to_dict,
+    config_to_yaml,
+)
+from memo_rl.logging import RunLogger, flatten_dict
+from memo_rl.ppo import RolloutStorage, compute_gae, learning_rate, ppo_update
+from memo_rl.types import AgentInputs
+
+# Keys that may differ from the stored config when resuming a run.
+RESUMABLE_CHANGES = ("run.", "train.total_steps", "train.device", "train.threads")
+
+
+# ----------------------------------------------------------------------------- run directory
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _default_run_dir(cfg: ExperimentConfig) -> Path:
+    base = Path("runs") / f"{cfg.preset or 'default'}-{datetime.now():%Y%m%d-%H%M%S}"
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    return path
+
+
+def _holds_run(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in ("config.yaml", "metrics.csv", "checkpoints"))
+
+
+@dataclass
+class ResolvedRun:
+    cfg: ExperimentConfig
+    run_dir: Path
+    checkpoint: dict[str, Any] | None  # payload to resume from, if any
+
+
+def resolve_run(preset: str | None, overrides: list[str]) -> ResolvedRun:
+    """Build the config and pick the run directory; raise ConfigError before touching any file."""
+    cfg = build_config(preset, overrides)
+    if not cfg.run.resume:
+        run_dir = Path(cfg.run.dir) if cfg.run.dir else _default_run_dir(cfg)
+        if _holds_run(run_dir):
+            raise ConfigError(
+                f"run directory '{run_dir}' already holds a run; pass run.resume=true to continue it or choose another run.dir"
+            )
+        cfg.run.dir = str(run_dir)
+        return ResolvedRun(cfg, run_dir, None)
+
+    if not cfg.run.dir:
+        raise ConfigError("run.resume=true needs run.dir=PATH (the run to continue)")
+    run_dir = Path(cfg.run.dir)
+    stored_path = run_dir / "config.yaml"
+    if not stored_path.exists():
+        print(f"[memo-rl] {run_dir} holds no run yet: starting a new one there", file=sys.stderr)
+        return ResolvedRun(cfg, run_dir, None)
+    stored = yaml.safe_load(stored_path.read_text())
+    resumed = config_from_dict(stored)
+    if preset is not None and stored.get("preset") not in (None, Path(preset).stem):
+        raise ConfigError(f"run '{run_dir}' was started from preset '{stored.get('preset')}', not '{preset}'")
+    merged = build_config(None, overrides, base=stored)
+    before, after = flatten_dict(config_to_dict(resumed)), flatten_dict(config_to_dict(merged))
+    for key in sorted(before):
+        if before[key] != after.get(key) and not key.startswith(RESUMABLE_CHANGES):
+            raise ConfigError(
+                f"cannot change '{key}' when resuming (run has {before[key]!r}, given {after.get(key)!r}); start a new run.dir"
+            )
+    merged.run.dir, merged.run.resume = str(run_dir), True
+    found = latest_intact_checkpoint(checkpoint_dir(run_dir))
+    if found is None:
+        print(f"[memo-rl] no intact checkpoint in {run_dir}: restarting that run from step 0", file=sys.stderr)
+        return ResolvedRun(merged, run_dir, None)
+    path, payload = found
+    print(f"[memo-rl] resuming {run_dir} from {path.name} (step {payload['global_step']:,})", file=sys.stderr)
+    return ResolvedRun(merged, run_dir, payload)
+
+
+# ----------------------------------------------------------------------------- episode statistics
+
+
+class EpisodeTracker:
+    """Per-env running returns and lengths; windows of recent episodes and trials.
+
+    ``first``/``later`` episode lengths compare the first episode of a trial with the following
+    ones (episodes cut short by the trial's end are left out of both), which shows whether an
+    agent remembers the hidden task across episodes.
+    """
+
+    def __init__(self, num_envs: int, window: int = 100) -> None:
+        self.ep_return = np.zeros(num_envs)
+        self.ep_length = np.zeros(num_envs, dtype=np.int64)
+        self.trial_return = np.zeros(num_envs)
+        self.ep_index = np.zeros(num_envs, dtype=np.int64)
+        self.windows = {
+            name: deque(maxlen=num_envs if name == "trial_returns" else window)
+            for name in ("returns", "lengths", "successes", "trial_returns", "first_lengths", "later_lengths")
+        }
+        self.episodes = 0
+
+    def update(self, rewards: np.ndarray, ended: np.ndarray, trial_end: np.ndarray, success: np.ndarray | None) -> None:
+        self.ep_return += rewards
+        self.trial_return += rewards
+        self.ep_length += 1
+        if ended.any():
+            w = self.windows
+            w["returns"].extend(self.ep_return[ended].tolist())
+            w["lengths"].extend(self.ep_length[ended].tolist())
+            if success is not None:
+                w["successes"].extend(s for s in success[ended].tolist() if not math.isnan(s))
+            whole = ended & ~trial_end
+            w["first_lengths"].extend(self.ep_length[whole & (self.ep_index == 0)].tolist())
+            w["later_lengths"].extend(self.ep_length[whole & (self.ep_index > 0)].tolist())
+            self.episodes += int(ended.sum())
+            self.ep_index[ended] += 1
+            self.ep_return[ended] = 0.0
+            self.ep_length[ended] = 0
+        if trial_end.any():
+            self.windows["trial_returns"].extend(self.trial_return[trial_end].tolist())
+            self.trial_return[trial_end] = 0.0
+            self.ep_index[trial_end] = 0
+
+    def summary(self) -> dict[str, float]:
+        mean = lambda d: float(np.mean(d)) if len(d) else float("nan")  # noqa: E731
+        w = self.windows
+        return {
+            "episode_return_mean": mean(w["returns"]),
+            "episode_length_mean": mean(w["lengths"]),
+            "success_rate": mean(w["successes"]),
+            "trial_return_mean": mean(w["trial_returns"]),
+            "first_episode_length_mean": mean(w["first_lengths"]),
+            "later_episode_length_mean": mean(w["later_lengths"]),
+            "episodes": self.episodes,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        arrays = {k: torch.from_numpy(getattr(self, k).copy()) for k in ("ep_return", "ep_length", "trial_return", "ep_index")}
+        return {"arrays": arrays, "windows": {k: list(v) for k, v in self.windows.items()}, "episodes": self.episodes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state["arrays"].items():
+            setattr(self, key, value.numpy().copy())
+        for key, values in state["windows"].items():
+            self.windows[key].clear()
+            self.windows[key].extend(values)
+        self.episodes = int(state["episodes"])
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but no CUDA device is available (use auto or cpu)")
+    return torch.device(name)
+
+
+@dataclass
+class Carry:
+    """What crosses from one rollout into the next: the agent's next inputs and its memory."""
+
+    inputs: AgentInputs
+    resets: torch.Tensor  # [N] bool: clear memory before the next step
+    memory: Any
+
+
+class Trainer:
+    """PPO on a vector env with a memory agent, writing the run-directory contract."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None) -> None:
+        from memo_rl import registry
+
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.train.seed)
+        self.device = resolve_device(cfg.train.device)
+        self.env = registry.make_vector_env(cfg.env)
+        self.obs_space = self.env.single_observation_space
+        self.to_tensor = lambda obs: registry.obs_to_tensor(obs, self.obs_space, self.device)  # noqa: E731
+        self.agent = registry.make_agent(cfg, self.obs_space, self.env.single_action_space).to(self.device)
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.ppo.lr, eps=cfg.ppo.adam_eps)
+        self.storage = RolloutStorage(cfg.ppo.rollout_length, cfg.env.num_envs, cfg.sequence_length, self.device)
+        self.tracker = EpisodeTracker(cfg.env.num_envs)
+        self.global_step, self.update, self.elapsed = 0, 0, 0.0
+        obs, _ = self.env.reset(seed=cfg.train.seed)
+        self.carry = self._fresh_carry(obs)
+        self.video_generator = torch.Generator().manual_seed(cfg.train.seed + 1)
+        self.video_enabled = cfg.run.video_interval > 0
+        if checkpoint is not None:
+            self._restore(checkpoint)
+
+    # -- rollout ------------------------------------------------------------------------------
+
+    def _fresh_carry(self, obs) -> Carry:
+        N = self.cfg.env.num_envs
+        inputs = AgentInputs(
+            self.to_tensor(obs),
+            torch.full((N,), -1, dtype=torch.long, device=self.device),
+            torch.zeros(N, device=self.device),
+            torch.ones(N, device=self.device),
+        )
+        resets = torch.ones(N, dtype=torch.bool, device=self.device)
+        return Carry(inputs, resets, self.agent.initial_state(N, self.device))
+
+    @torch.no_grad()
+    def collect(self) -> None:
+        """Fill the storage with ``rollout_length`` steps of every env."""
+        from memo_rl import registry
+
+        cfg, env, storage, carry = self.cfg, self.env, self.storage, self.carry
+        self.agent.eval()
+        N = cfg.env.num_envs
+        no_resets = torch.zeros(N, dtype=torch.bool, device=self.device)
+        for t in range(cfg.ppo.rollout_length):
+            storage.insert_inputs(t, carry.inputs, carry.resets, carry.memory)
+            out = self.agent.step(carry.inputs, carry.memory, carry.resets)
+            dist = torch.distributions.Categorical(logits=out.logits)
+            actions = dist.sample()
+            obs, rewards_np, terminated, truncated, info = env.step(actions.cpu().numpy())
+            ended = terminated | truncated
+            trial_end = np.asarray(info["trial_end"], dtype=bool) if "trial_end" in info else ended
+            cut = trial_end if cfg.ppo.gae_cut == "trial" else ended
+            bootstrap = cut & truncated & ~terminated if cfg.ppo.bootstrap_truncation else np.zeros(N, bool)
+            rewards = torch.as_tensor(rewards_np, dtype=torch.float32, device=self.device)
+            truncation_values = torch.zeros(N, device=self.device)
+            if bootstrap.any():  # value of the final obs, memory carried on (Pardo et al. 2018)
+                final = self.to_tensor(registry.final_observations(info, obs, ended))
+                final_inputs = AgentInputs(final, actions, rewards, torch.zeros(N, device=self.device))
+                final_values = self.agent.step(final_inputs, out.state, no_resets).values
+                truncation_values = final_values * torch.as_tensor(bootstrap, device=self.device)
+            storage.insert_outcome(
+                t, actions, dist.log_prob(actions), out.values, rewards, torch.as_tensor(cut, device=self.device),
+                truncation_values,
+            )
+            self.tracker.update(rewards_np.astype(np.float64), ended, trial_end, registry.episode_success(info, ended))
+            trial_end_t = torch.as_tensor(trial_end, device=self.device)
+            carry.inputs = AgentInputs(
+                self.to_tensor(obs),
+                torch.where(trial_end_t, torch.full_like(actions, -1), actions),
+                torch.where(trial_end_t, torch.zeros_like(rewards), rewards),
+                torch.as_tensor(ended, dtype=torch.float32, device=self.device),
+            )
+            carry.resets, carry.memory = trial_end_t, out.state
+            self.global_step += N
+
+    @torch.no_grad()
+    def bootstrap_values(self) -> torch.Tensor:
+        """Values of the observations following the rollout (memory carried on) ``[N]``."""
+        carry = self.carry
+        return self.agent.step(carry.inputs, carry.memory, carry.resets).values
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def train(self) -> dict[str, Any]:
+        cfg = self.cfg
+        logger = RunLogger(self.run_dir, resume_step=self.global_step if self.update > 0 else None)
+        if self.update == 0:
+            logger.log_config(config_to_yaml(cfg), flatten_dict(config_to_dict(cfg)))
+        last_metrics: dict[str, Any] = {}
+        try:
+            while self.update < cfg.num_updates:
+                start = time.perf_counter()
+                lr = learning_rate(
+                    self.global_step, cfg.train.total_steps, cfg.ppo.lr, cfg.ppo.lr_schedule,
+                    cfg.ppo.warmup_steps, cfg.ppo.min_lr,
+                )
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                self.collect()
+                rollout_done = time.perf_counter()
+                advantages, returns = compute_gae(
+                    self.storage.rewards, self.storage.values, self.storage.dones, self.bootstrap_values(),
+                    self.storage.truncation_values, cfg.ppo.gamma, cfg.ppo.gae_lambda,
+                )
+                stats = ppo_update(self.agent, self.optimizer, self.storage, advantages, returns, cfg.ppo)
+                end = time.perf_counter()
+                self.elapsed += end - start
+                self.update += 1
+                is_last = self.update == cfg.num_updates
+                if self.update % cfg.run.log_interval == 0 or is_last:
+                    last_metrics = {
+                        "global_step": self.global_step, "update": self.update, **self.tracker.summary(), "lr": lr,
+                        **vars(stats), "cached_tokens": self.agent.core.cached_tokens(self.carry.memory),
+                        "fps": cfg.batch_size / (end - start), "rollout_seconds": rollout_done - start,
+                        "update_seconds": end - rollout_done, "wall_seconds": self.elapsed,
+                    }
+                    logger.log_metrics(last_metrics)
+                    if cfg.run.progress:
+                        print(self._progress_line(last_metrics), flush=True)
+                if self.video_enabled and self.update % cfg.run.video_interval == 0:
+                    self._log_video(logger)
+                if self.update % cfg.run.checkpoint_interval == 0 or is_last:
+                    self.save()
+        finally:
+            logger.close()
+            self.env.close()
+        summary = self._write_summary(last_metrics)
+        return summary
+
+    def _progress_line(self, m: dict[str, Any]) -> str:
+        total = self.cfg.train.total_steps
+        steps_per_s = self.global_step / max(self.elapsed, 1e-9)
+        eta = max(0.0, (total - self.global_step) / max(steps_per_s, 1e-9))
+        parts = [
+            f"[memo-rl] {self.global_step:>11,}/{total:,} steps ({100 * self.global_step / total:3.0f}%)",
+            f"{steps_per_s:,.0f} steps/s",
+            f"ETA {int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}",
+            f"return {m['episode_return_mean']:.3g}",
+        ]
+        if not math.isnan(m["trial_return_mean"]):
+            parts.append(f"trial return {m['trial_return_mean']:.3g}")
+        if not math.isnan(m["success_rate"]):
+            parts.append(f"success {m['success_rate']:.2f}")
+        return " | ".join(parts)
+
+    def _write_summary(self, last: dict[str, Any]) -> dict[str, Any]:
+        checkpoints = list_checkpoints(checkpoint_dir(self.run_dir))
+        summary = {
+            "env_id": self.cfg.env.id,
+            "memory_core": self.cfg.memory.core,
+            "seed": self.cfg.train.seed,
+            "env_steps": self.global_step,
+            "updates": self.update,
+            "wall_seconds": self.elapsed,
+            "final": {k: v for k, v in last.items() if k not in ("global_step", "update")},
+            "last_checkpoint": str(checkpoints[-1][1]) if checkpoints else None,
+        }
+        clean = json.loads(json.dumps(summary, default=float).replace("NaN", "null"))
+        _write_text_atomic(self.run_dir / "summary.json", json.dumps(clean, indent=2) + "\n")
+        return clean
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def save(self) -> Path:
+        """Write ``checkpoints/ckpt_<global_step>.pt`` atomically (everything needed for an exact resume)."""
+        memory_leaves, _ = tree_flatten(self.carry.memory)
+        env_state = self.env.get_state() if hasattr(self.env, "get_state") else None
+        payload = {
+            "format": 1,
+            "config": config_to_dict(self.cfg),
+            "global_step": self.global_step,
+            "update": self.update,
+            "elapsed": self.elapsed,
+            "model": self.agent.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "video": self.video_generator.get_state()},
+            "env_state": None if env_state is None else numpy_to_tensors(env_state),
+            "carry": {
+                "inputs": tuple(tree_map(lambda x: x.cpu(), list(self.carry.inputs))),
+                "resets": self.carry.resets.cpu(),
+                "memory": [leaf.cpu() for leaf in memory_leaves],
+            },
+            "tracker": self.tracker.state_dict(),
+        }
+        if torch.cuda.is_available():
+            payload["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        path = save_checkpoint(checkpoint_path(self.run_dir, self.global_step), payload)
+        prune_checkpoints(checkpoint_dir(self.run_dir), self.cfg.run.keep_checkpoints)
+        return path
+
+    def _restore(self, payload: dict[str, Any]) -> None:
+        self.agent.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.global_step, self.update = int(payload["global_step"]), int(payload["update"])
+        self.elapsed = float(payload.get("elapsed", 0.0))
+        torch.set_rng_state(payload["rng"]["torch"])
+        self.video_generator.set_state(payload["rng"]["video"])
+        if "cuda" in payload["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+        if payload["env_state"] is not None and hasattr(self.env, "set_state"):
+            self.env.set_state(tensors_to_numpy(payload["env_state"]))
+            carry = payload["carry"]
+            _, spec = tree_flatten(self.agent.initial_state(self.cfg.env.num_envs, self.device))
+            to_device = lambda x: x.to(self.device)  # noqa: E731
+            self.carry = Carry(
+                AgentInputs(*tree_map(to_device, list(carry["inputs"]))),
+                carry["resets"].to(self.device),
+                tree_unflatten([leaf.to(self.device) for leaf in carry["memory"]], spec),
+            )
+            self.tracker.load_state_dict(payload["tracker"])
+        else:  # env state not savable (generic gymnasium env): continue with fresh trials
+            obs, _ = self.env.reset(seed=self.cfg.train.seed + self.global_step)
+            self.carry = self._fresh_carry(obs)
+
+    # -- videos -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _log_video(self, logger: RunLogger) -> None:
+        """Roll out the current policy in one rendering env and log the frames as a GIF."""
+        from memo_rl import registry
+
+        try:
+            env = registry.make_vector_env(self.cfg.env, num_envs=1, render_mode="rgb_array")
+        except ConfigError as err:
+            print(f"[memo-rl] videos disabled: {err}", file=sys.stderr)
+            self.video_enabled = False
+            return
+        try:
+            obs, _ = env.reset(seed=self.cfg.train.seed + 7919 * self.update)
+            to_tensor = lambda o: registry.obs_to_tensor(o, env.single_observation_space, self.device)  # noqa: E731
+            inputs = AgentInputs(to_tensor(obs), torch.full((1,), -1, device=self.device),
+                                 torch.zeros(1, device=self.device), torch.ones(1, device=self.device))
+            state, resets = self.agent.initial_state(1, self.device), torch.ones(1, dtype=torch.bool, device=self.device)
+            frames = [np.asarray(env.render())[0]]
+            for _ in range(self.cfg.run.video_steps):
+                out = self.agent.step(inputs, state, resets)
+                probs = torch.softmax(out.logits, -1).cpu()
+                actions = torch.multinomial(probs, 1, generator=self.video_generator).squeeze(-1).to(self.device)
+                obs, rewards, terminated, truncated, info = env.step(actions.cpu().numpy())
+                ended = terminated | truncated
+                trial_end = np.asarray(info.get("trial_end", ended), dtype=bool)
+                inputs = AgentInputs(
+                    to_tensor(obs), actions, torch.as_tensor(rewards, dtype=torch.float32, device=self.device),
+                    torch.as_tensor(ended, dtype=torch.float32, device=self.device),
+                )
+                state, resets = out.state, torch.as_tensor(trial_end, device=self.device)
+                frames.append(np.asarray(env.render())[0])
+            logger.log_video("rollout/video", np.stack(frames).astype(np.uint8), self.global_step)
+        except Exception as err:  # a render problem must never kill training
+            print(f"[memo-rl] videos disabled: cannot render {self.cfg.env.id}: {err}", file=sys.stderr)
+            self.video_enabled = False
+        finally:
+            env.close()
+
+
+def run_training(preset: str | None, overrides: list[str]) -> dict[str, Any]:
+    """``memo-rl train``: resolve, build (all validation before any file is written), train."""
+    resolved = resolve_run(preset, overrides)
+    trainer = Trainer(resolved.cfg, resolved.run_dir, resolved.checkpoint)
+    resolved.run_dir.mkdir(parents=True, exist_ok=True)
+    _write_text_atomic(resolved.run_dir / "config.yaml", config_to_yaml(resolved.cfg))
+    cfg = resolved.cfg
+    print(
+        f"[memo-rl] training {cfg.memory.core} on {cfg.env.id} ({cfg.env.num_envs} envs, "
+        f"{cfg.train.total_steps:,} steps, device {trainer.device}) -> {resolved.run_dir}",
+        flush=True,
+    )
+    summary = trainer.train()
+    print(f"[memo-rl] done: {summary['env_steps']:,} steps in {summary['wall_seconds']:.0f}s; run in {resolved.run_dir}")
+    return summary
