@@ -325,10 +325,10 @@ def _in_range(key: str, value: float, low: float, high: float) -> None:
 
 def validate(cfg: ExperimentConfig) -> None:
     """Check choices and ranges that the type system cannot; raise ConfigError on the first problem."""
-    from memo_rl.memory import CORE_NAMES  # local: memory imports torch
+    from memo_rl.memory import core_names  # local: memory imports torch
 
     _choice("algo", cfg.algo, ALGOS)
-    _choice("memory.core", cfg.memory.core, CORE_NAMES)
+    _choice("memory.core", cfg.memory.core, core_names())
     _choice("ppo.lr_schedule", cfg.ppo.lr_schedule, LR_SCHEDULES)
     _choice("ppo.gae_cut", cfg.ppo.gae_cut, GAE_CUTS)
     _choice("env.vectorization", cfg.env.vectorization, VECTORIZATIONS)

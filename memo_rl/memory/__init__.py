@@ -1,0 +1,49 @@
+"""Memory cores behind one protocol (see ``base`` for the contract and the state convention).
+
+    core = build_memory_core("gru", d_model=128, n_layers=1)
+    state = core.initial_state(N, device)
+    y, state = core.step(x, state, resets)              # x [N, d], resets [N]
+    y, state = core.forward_sequence(x, state, resets)  # x [T, N, d], resets [T, N]
+
+``CORE_NAMES`` lists the cores registered when this package is imported; cores registered later
+(``register_core``) show up in ``core_names()``.
+"""
+
+from . import recurrent  # noqa: F401  (registers none, gru, lstm)
+from .base import (
+    MemoryCore,
+    State,
+    build_memory_core,
+    cat_states,
+    core_names,
+    core_option_names,
+    detach_state,
+    index_state,
+    register_core,
+    reset_state,
+    state_batch_size,
+    state_to,
+)
+from .recurrent import GRUCore, LSTMCore, LSTMState, NoMemory
+
+CORE_NAMES: tuple[str, ...] = core_names()
+
+__all__ = [
+    "CORE_NAMES",
+    "GRUCore",
+    "LSTMCore",
+    "LSTMState",
+    "MemoryCore",
+    "NoMemory",
+    "State",
+    "build_memory_core",
+    "cat_states",
+    "core_names",
+    "core_option_names",
+    "detach_state",
+    "index_state",
+    "register_core",
+    "reset_state",
+    "state_batch_size",
+    "state_to",
+]

@@ -1,0 +1,167 @@
+"""Recurrent baselines (GRU, LSTM) and the memoryless core.
+
+States (env dimension first, see ``base``):
+- ``none``: ``()``.
+- ``gru``: ``h [N, L, d]``.
+- ``lstm``: ``LSTMState(h [N, L, d], c [N, L, d])``.
+nn.GRU / nn.LSTM keep their hidden state as ``[L, N, d]``; we transpose at the call boundary.
+
+``forward_sequence`` cuts the time axis at the steps where ANY env resets and runs the RNN over
+each reset-free span in one cuDNN call, zeroing the resetting envs' state at the span start.
+Resets in meta-RL trials are mostly synchronized across envs, so there are few spans; the result
+equals looping ``step`` (sample-factory uses the same idea with packed sequences).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .base import MemoryCore, register_core
+
+
+def _as_bool(resets: Tensor | None, shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """``resets`` as a bool tensor of ``shape`` (all False when None)."""
+    if resets is None:
+        return torch.zeros(shape, dtype=torch.bool, device=device)
+    if tuple(resets.shape) != shape:
+        raise ValueError(f"resets must have shape {list(shape)}, got {list(resets.shape)}")
+    return resets.to(device=device, dtype=torch.bool)
+
+
+def _span_starts(resets: Tensor) -> list[int]:
+    """Boundaries ``[0, t1, ..., T]`` of the reset-free spans of ``resets [T, N]``."""
+    T = resets.shape[0]
+    cuts = torch.nonzero(resets[1:].any(dim=1)).flatten().add(1).tolist()  # one host sync
+    return [0, *cuts, T]
+
+
+class NoMemory(MemoryCore):
+    """Memoryless core: the identity, ``y = x``, with state ``()`` (a feed-forward agent)."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__(d_model)
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> tuple[()]:
+        return ()
+
+    def step(self, x: Tensor, state: tuple[()], resets: Tensor | None) -> tuple[Tensor, tuple[()]]:
+        return x, ()
+
+    def forward_sequence(
+        self, x: Tensor, state: tuple[()], resets: Tensor | None
+    ) -> tuple[Tensor, tuple[()]]:
+        return x, ()
+
+    def reset_state(self, state: tuple[()], resets: Tensor | None) -> tuple[()]:
+        return ()
+
+
+class _RNNCore(MemoryCore):
+    """Shared logic of the GRU and LSTM cores. Subclasses set ``rnn`` and the state packing."""
+
+    is_recurrent = True
+    rnn: nn.GRU | nn.LSTM
+
+    def __init__(self, d_model: int, n_layers: int = 1) -> None:
+        super().__init__(d_model)
+        if int(n_layers) < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers!r}")
+        self.n_layers = int(n_layers)
+
+    # State packing: ours is [N, L, d] per tensor, nn.RNN's is [L, N, d].
+    def _to_rnn(self, state):  # pragma: no cover - implemented by subclasses
+        raise NotImplementedError
+
+    def _from_rnn(self, hidden):  # pragma: no cover - implemented by subclasses
+        raise NotImplementedError
+
+    def _zeros(self, batch_size: int, device: torch.device | str | None) -> Tensor:
+        dtype = next(self.parameters()).dtype
+        return torch.zeros(batch_size, self.n_layers, self.d_model, device=device, dtype=dtype)  # [N, L, d]
+
+    def step(self, x: Tensor, state, resets: Tensor | None):
+        """``x [N, d]``, ``resets [N]`` -> ``y [N, d]``, new state."""
+        N = x.shape[0]
+        state = self.reset_state(state, _as_bool(resets, (N,), x.device))
+        y, hidden = self.rnn(x.unsqueeze(0), self._to_rnn(state))  # [N, d] -> [1, N, d]
+        return y.squeeze(0), self._from_rnn(hidden)  # [1, N, d] -> [N, d]
+
+    def forward_sequence(self, x: Tensor, state, resets: Tensor | None):
+        """``x [T, N, d]``, ``resets [T, N]`` -> ``y [T, N, d]``, state after step T-1."""
+        T, N = x.shape[:2]
+        resets = _as_bool(resets, (T, N), x.device)
+        if T == 0:
+            return x, state
+        bounds = _span_starts(resets)
+        ys = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            state = self.reset_state(state, resets[a])  # only step a of [a, b) may hold resets
+            y, hidden = self.rnn(x[a:b], self._to_rnn(state))  # y [b - a, N, d]
+            state = self._from_rnn(hidden)
+            ys.append(y)
+        return torch.cat(ys, dim=0) if len(ys) > 1 else ys[0], state  # [T, N, d]
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, n_layers={self.n_layers}"
+
+
+class GRUCore(_RNNCore):
+    """A stacked GRU of width ``d_model`` (``n_layers`` layers). State: ``h [N, L, d]``."""
+
+    def __init__(self, d_model: int, n_layers: int = 1) -> None:
+        super().__init__(d_model, n_layers)
+        self.rnn = nn.GRU(self.d_model, self.d_model, num_layers=self.n_layers)
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> Tensor:
+        return self._zeros(batch_size, device)
+
+    def reset_state(self, state: Tensor, resets: Tensor | None) -> Tensor:
+        if resets is None:
+            return state
+        return state.masked_fill(resets.to(torch.bool).view(-1, 1, 1), 0.0)  # mask [N] -> [N, 1, 1]
+
+    def _to_rnn(self, state: Tensor) -> Tensor:
+        return state.transpose(0, 1).contiguous()  # [N, L, d] -> [L, N, d]
+
+    def _from_rnn(self, hidden: Tensor) -> Tensor:
+        return hidden.transpose(0, 1)  # [L, N, d] -> [N, L, d]
+
+
+class LSTMState(NamedTuple):
+    """LSTM memory: hidden and cell states, each ``[N, L, d]``."""
+
+    h: Tensor
+    c: Tensor
+
+
+class LSTMCore(_RNNCore):
+    """A stacked LSTM of width ``d_model`` (``n_layers`` layers). State: ``LSTMState(h, c)``."""
+
+    def __init__(self, d_model: int, n_layers: int = 1) -> None:
+        super().__init__(d_model, n_layers)
+        self.rnn = nn.LSTM(self.d_model, self.d_model, num_layers=self.n_layers)
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> LSTMState:
+        return LSTMState(self._zeros(batch_size, device), self._zeros(batch_size, device))
+
+    def reset_state(self, state: LSTMState, resets: Tensor | None) -> LSTMState:
+        if resets is None:
+            return state
+        mask = resets.to(torch.bool).view(-1, 1, 1)  # [N] -> [N, 1, 1]
+        return LSTMState(state.h.masked_fill(mask, 0.0), state.c.masked_fill(mask, 0.0))
+
+    def _to_rnn(self, state: LSTMState) -> tuple[Tensor, Tensor]:
+        h, c = state
+        return h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous()  # [N, L, d] -> [L, N, d]
+
+    def _from_rnn(self, hidden: tuple[Tensor, Tensor]) -> LSTMState:
+        h, c = hidden
+        return LSTMState(h.transpose(0, 1), c.transpose(0, 1))  # [L, N, d] -> [N, L, d]
+
+
+register_core("none", NoMemory)
+register_core("gru", GRUCore)
+register_core("lstm", LSTMCore)
