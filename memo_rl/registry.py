@@ -45,8 +45,19 @@ def _drop_non_numeric_observations(env: gym.Env) -> gym.Env:
     return env
 
 
+# Packages (dependencies of memo-rl) whose import registers gymnasium ids that users name directly.
+ENV_PACKAGES = ("minigrid",)
+
+
 def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     env_id = _import_env_module(env_id)
+    for package in ENV_PACKAGES:
+        if env_id in gym.registry:
+            break
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            continue
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=1, cutoff=0.6)
         hint = f"; did you mean '{close[0]}'?" if close else ""

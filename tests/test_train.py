@@ -1,0 +1,195 @@
+"""End-to-end training: run-directory contract, determinism, replay equality, resume, CLI errors."""
+
+import csv
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from memo_rl.checkpoint import list_checkpoints, load_checkpoint
+from memo_rl.cli import main
+from memo_rl.config import build_config
+from memo_rl.logging import TIMING_COLUMNS
+from memo_rl.train import Trainer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def read_metrics(run_dir: Path, drop_timing: bool = True) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if drop_timing:
+        rows = [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
+    return rows
+
+
+def test_train_writes_the_run_directory_contract(tmp_path, tiny):
+    run_dir = tmp_path / "run"
+    assert main(["train", "quickstart", *tiny, f"run.dir={run_dir}", "run.video_interval=3", "run.video_steps=5"]) == 0
+    assert (run_dir / "config.yaml").read_text().startswith("preset: quickstart")
+    rows = read_metrics(run_dir, drop_timing=False)
+    assert [int(r["global_step"]) for r in rows] == [64 * i for i in range(1, 7)]
+    for column in ("global_step", "episode_return_mean", "episode_length_mean", "success_rate", "fps"):
+        assert column in rows[0]
+    steps = [step for step, _ in list_checkpoints(run_dir / "checkpoints")]
+    assert steps == [128, 256, 384]
+    ckpt = load_checkpoint(run_dir / "checkpoints" / "ckpt_000000000384.pt")  # weights_only=True inside
+    assert ckpt["global_step"] == 384 and ckpt["config"]["memory"]["core"] == "gru"
+    assert {"model", "optimizer", "rng", "env_state", "carry", "tracker"} <= set(ckpt)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps"] == 384 and summary["updates"] == 6
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0}).Reload()
+    tags = events.Tags()
+    assert {"rollout/episode_return_mean", "loss/policy", "train/lr", "perf/fps"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("loss/value")] == [64 * i for i in range(1, 7)]
+    gif = events.Images("rollout/video")[0]
+    assert gif.encoded_image_string[:6] == b"GIF89a" and gif.step == 192
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(tmp_path, tiny):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        assert main(["train", *tiny, f"train.seed={seed}", f"run.dir={tmp_path / name}"]) == 0
+    a, b, c = (read_metrics(tmp_path / n) for n in "abc")
+    assert a == b
+    assert a != c
+
+
+@pytest.mark.parametrize("core", ["none", "gru", "lstm"])
+def test_update_replays_rollout_exactly(tmp_path, tiny, core):
+    """Before any gradient step, replaying the stored sequences from the stored memory snapshots
+    gives the log-probs and values the rollout computed (resets fall inside the rollout)."""
+    cfg = build_config(None, [*tiny, f"memory.core={core}", "ppo.rollout_length=48", "ppo.sequence_length=16"])
+    trainer = Trainer(cfg, tmp_path)
+    trainer.collect()  # 48 steps x 4 envs; the trial boundary at step 40 lands mid-rollout
+    storage = trainer.storage
+    assert storage.resets[40].all() and storage.resets[0].all() and not storage.resets[1:40].any()
+    advantages = torch.zeros_like(storage.values)
+    seen = 0
+    with torch.no_grad():
+        for batch in storage.minibatches(advantages, advantages, num_minibatches=3):
+            out = trainer.agent.forward_sequence(batch.inputs, batch.initial_state, batch.resets)
+            log_probs = torch.distributions.Categorical(logits=out.logits).log_prob(batch.actions)
+            torch.testing.assert_close(log_probs, batch.log_probs, atol=1e-5, rtol=0)
+            torch.testing.assert_close(out.values, batch.values, atol=1e-5, rtol=0)
+            seen += batch.actions.shape[1]
+    assert seen == 4 * 3  # every (env, sequence) exactly once
+    # The trial ended at step 39 (a time limit): GAE is cut there and bootstraps from V(final obs).
+    assert storage.dones[39].all() and not storage.dones[:39].any()
+    assert (storage.truncation_values[39] != 0).all()
+    assert (storage.truncation_values[:39] == 0).all()
+
+
+def test_resume_after_sigkill_continues_exactly(tmp_path, tiny):
+    common = [*tiny, "ppo.lr_schedule=constant", "run.checkpoint_interval=2"]
+    total = "train.total_steps=1920"  # 30 updates
+    assert main(["train", *common, total, f"run.dir={tmp_path / 'straight'}"]) == 0
+
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "memo_rl", "train", *common, "train.total_steps=100000000", f"run.dir={run_dir}"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list_checkpoints(run_dir / "checkpoints") and time.time() < deadline:
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    checkpoints = list_checkpoints(run_dir / "checkpoints")
+    assert checkpoints, "the run was killed before writing any checkpoint"
+    for _, path in checkpoints:
+        load_checkpoint(path)  # every file under a checkpoint name is complete
+    newest = checkpoints[-1][0]
+    assert newest < 1920
+
+    assert main(["train", *common, total, f"run.dir={run_dir}", "run.resume=true"]) == 0
+    assert read_metrics(run_dir) == read_metrics(tmp_path / "straight")
+    assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 1920
+
+
+def test_resume_skips_corrupt_checkpoint(tmp_path, tiny, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", *tiny, "train.total_steps=256", f"run.dir={run_dir}"]) == 0
+    (run_dir / "checkpoints" / "ckpt_000000000320.pt").write_bytes(b"half-written garbage")
+    assert main(["train", *tiny, f"run.dir={run_dir}", "run.resume=true"]) == 0
+    err = capsys.readouterr().err
+    assert "skipping unreadable checkpoint" in err and "from ckpt_000000000256.pt" in err
+    assert int(read_metrics(run_dir)[-1]["global_step"]) == 384
+
+
+def _tree_digest(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ([], "already holds a run; pass run.resume=true"),
+        (["run.resume=true", "ppo.lr=0.1"], "cannot change 'ppo.lr' when resuming"),
+        (["run.resume=true", "memory.core=lstm"], "cannot change 'memory.core' when resuming"),
+    ],
+)
+def test_existing_run_is_never_touched_by_bad_input(tmp_path, tiny, capsys, extra, message):
+    run_dir = tmp_path / "run"
+    assert main(["train", *tiny, "train.total_steps=128", f"run.dir={run_dir}"]) == 0
+    before = _tree_digest(run_dir)
+    capsys.readouterr()
+    assert main(["train", *tiny, f"run.dir={run_dir}", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert _tree_digest(run_dir) == before
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["env.id=memo_rl/DarkRom-v0"], "unregistered env id 'memo_rl/DarkRom-v0'; did you mean 'memo_rl/DarkRoom-v0'?"),
+        (["env.kwargs.trial_lenght=3"], "bad env.kwargs {'trial_lenght': 3}"),
+        (["env.kwargs.trial_length=0"], "trial_length must be an int >= 1, got 0"),
+        (["nosuchpreset"], "unknown preset 'nosuchpreset'"),
+        (["quickstart", "extra"], "unexpected argument 'extra'"),
+        (["ppo.epochs=many"], "bad value 'many' for 'ppo.epochs'"),
+        (["memory.n_layer=2"], "did you mean 'memory.n_layers'?"),
+    ],
+)
+def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, args, message):
+    run_dir = tmp_path / "run"
+    assert main(["train", *args, f"run.dir={run_dir}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not run_dir.exists()
+
+
+def test_generic_gymnasium_env_trains(tmp_path):
+    """Any registered id works through gymnasium's vector envs (MiniGrid: Dict obs, text dropped)."""
+    run_dir = tmp_path / "mg"
+    args = [
+        "env.id=MiniGrid-MemoryS7-v0", "env.num_envs=2", "ppo.rollout_length=8", "ppo.num_minibatches=2",
+        "ppo.epochs=1", "train.total_steps=32", "agent.hidden_size=16", "agent.d_model=16", "run.progress=false",
+        f"run.dir={run_dir}",
+    ]
+    assert main(["train", *args]) == 0
+    assert len(read_metrics(run_dir)) == 2
+    assert load_checkpoint(run_dir / "checkpoints" / "ckpt_000000000032.pt")["env_state"] is None
+
+
+def test_memo_rl_core_does_not_import_envs_or_agents():
+    code = "import sys, memo_rl.train, memo_rl.ppo, memo_rl.config, memo_rl.checkpoint; " \
+           "print(sorted(m for m in ('envs', 'agents') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_top_level_packages_resolve_inside_repository():
+    import agents
+    import envs
+
+    assert Path(envs.__file__).resolve().parent.parent == REPO
+    assert Path(agents.__file__).resolve().parent.parent == REPO
