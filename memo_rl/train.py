@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -301,6 +301,11 @@ class Trainer:
 
     def train(self) -> dict[str, Any]:
         cfg = self.cfg
+        summary_path = self.run_dir / "summary.json"
+        if self.update >= cfg.num_updates and summary_path.exists():  # resumed a finished run: leave it be
+            print(f"[memo-rl] {self.run_dir} already finished ({self.global_step:,} steps); nothing to do", flush=True)
+            self.env.close()
+            return json.loads(summary_path.read_text())
         logger = RunLogger(self.run_dir, resume_step=self.global_step if self.update > 0 else None)
         if self.update == 0:
             logger.log_config(config_to_yaml(cfg), flatten_dict(config_to_dict(cfg)))
@@ -476,8 +481,12 @@ def run_training(preset: str | None, overrides: list[str]) -> dict[str, Any]:
     resolved = resolve_run(preset, overrides)
     trainer = Trainer(resolved.cfg, resolved.run_dir, resolved.checkpoint)
     resolved.run_dir.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(resolved.run_dir / "config.yaml", config_to_yaml(resolved.cfg))
     cfg = resolved.cfg
+    # run.resume is an action, not a property of the run: the stored config always says false.
+    stored = config_to_yaml(replace(cfg, run=replace(cfg.run, resume=False)))
+    config_path = resolved.run_dir / "config.yaml"
+    if not config_path.exists() or config_path.read_text() != stored:
+        _write_text_atomic(config_path, stored)
     print(
         f"[memo-rl] training {cfg.memory.core} on {cfg.env.id} ({cfg.env.num_envs} envs, "
         f"{cfg.train.total_steps:,} steps, device {trainer.device}) -> {resolved.run_dir}",

@@ -114,6 +114,14 @@ def test_resume_after_sigkill_continues_exactly(tmp_path, tiny):
     assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 1920
 
 
+def test_resuming_a_finished_run_changes_nothing(tmp_path, tiny):
+    run_dir = tmp_path / "run"
+    assert main(["train", *tiny, f"run.dir={run_dir}"]) == 0
+    before = _tree_digest(run_dir)
+    assert main(["train", *tiny, f"run.dir={run_dir}", "run.resume=true"]) == 0
+    assert _tree_digest(run_dir) == before
+
+
 def test_resume_skips_corrupt_checkpoint(tmp_path, tiny, capsys):
     run_dir = tmp_path / "run"
     assert main(["train", *tiny, "train.total_steps=256", f"run.dir={run_dir}"]) == 0

@@ -1,0 +1,78 @@
+"""Learning-curve plots from run directories' ``metrics.csv`` (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def read_metric(run_dir: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(global_step, values)`` of one metrics.csv column, rows with an empty value dropped."""
+    steps, values = [], []
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if column not in row:
+                raise KeyError(f"{run_dir}/metrics.csv has no column '{column}'")
+            if row[column] != "":
+                steps.append(int(row["global_step"]))
+                values.append(float(row[column]))
+    return np.asarray(steps), np.asarray(values)
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average over ``window`` rows (shorter at the start)."""
+    if window <= 1 or len(values) == 0:
+        return values
+    cumsum = np.cumsum(np.insert(values, 0, 0.0))
+    out = np.empty_like(values, dtype=float)
+    for i in range(len(values)):
+        lo = max(0, i + 1 - window)
+        out[i] = (cumsum[i + 1] - cumsum[lo]) / (i + 1 - lo)
+    return out
+
+
+def plot_learning_curves(
+    runs: dict[str, list[Path]], columns: list[str], output: Path, smooth_window: int = 10, title: str | None = None
+) -> Path:
+    """One panel per column; per label, the mean over its runs (seeds) with a min-max band.
+
+    ``runs`` maps a label (e.g. a memory core) to its run directories.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 3.8), squeeze=False)
+    for ax, column in zip(axes[0], columns):
+        for label, dirs in runs.items():
+            curves = [read_metric(d, column) for d in dirs]
+            length = min(len(s) for s, _ in curves)
+            if length == 0:
+                continue
+            steps = curves[0][0][:length]
+            stack = np.stack([smooth(v[:length], smooth_window) for _, v in curves])  # [seeds, rows]
+            line = ax.plot(steps, stack.mean(0), label=f"{label} (n={len(dirs)})")[0]
+            if len(dirs) > 1:
+                ax.fill_between(steps, stack.min(0), stack.max(0), color=line.get_color(), alpha=0.2)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(column)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output
+
+
+def final_value(run_dir: Path, column: str, last_rows: int = 10) -> float:
+    """Mean of a column over the last ``last_rows`` non-empty rows (NaN if none)."""
+    _, values = read_metric(run_dir, column)
+    return float(np.mean(values[-last_rows:])) if len(values) else math.nan
