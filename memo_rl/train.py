@@ -358,7 +358,7 @@ class Trainer:
             f"[memo-rl] {self.global_step:>11,}/{total:,} steps ({100 * self.global_step / total:3.0f}%)",
             f"{steps_per_s:,.0f} steps/s",
             f"ETA {int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}",
-            f"return {m['episode_return_mean']:.3g}",
+            "return n/a" if math.isnan(m["episode_return_mean"]) else f"return {m['episode_return_mean']:.3g}",
         ]
         if not math.isnan(m["trial_return_mean"]):
             parts.append(f"trial return {m['trial_return_mean']:.3g}")
