@@ -45,7 +45,7 @@ from memo_rl.config import (
     config_to_yaml,
 )
 from memo_rl.logging import RunLogger, flatten_dict
-from memo_rl.ppo import RolloutStorage, compute_gae, learning_rate, ppo_update
+from memo_rl.ppo import RolloutStorage, categorical, compute_gae, learning_rate, ppo_update
 from memo_rl.types import AgentInputs
 
 # Keys that may differ from the stored config when resuming a run.
@@ -226,7 +226,7 @@ class Trainer:
         self.obs_space = self.env.single_observation_space
         self.to_tensor = lambda obs: registry.obs_to_tensor(obs, self.obs_space, self.device)  # noqa: E731
         self.agent = registry.make_agent(cfg, self.obs_space, self.env.single_action_space).to(self.device)
-        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.ppo.lr, eps=cfg.ppo.adam_eps)
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.ppo.lr, eps=cfg.ppo.adam_eps, foreach=True)
         self.storage = RolloutStorage(cfg.ppo.rollout_length, cfg.env.num_envs, cfg.sequence_length, self.device)
         self.tracker = EpisodeTracker(cfg.env.num_envs)
         self.global_step, self.update, self.elapsed = 0, 0, 0.0
@@ -262,8 +262,7 @@ class Trainer:
         for t in range(cfg.ppo.rollout_length):
             storage.insert_inputs(t, carry.inputs, carry.resets, carry.memory)
             out = self.agent.step(carry.inputs, carry.memory, carry.resets)
-            dist = torch.distributions.Categorical(logits=out.logits)
-            actions = dist.sample()
+            actions, log_probs = categorical.sample(out.logits)
             obs, rewards_np, terminated, truncated, info = env.step(actions.cpu().numpy())
             ended = terminated | truncated
             trial_end = np.asarray(info["trial_end"], dtype=bool) if "trial_end" in info else ended
@@ -277,7 +276,7 @@ class Trainer:
                 final_values = self.agent.step(final_inputs, out.state, no_resets).values
                 truncation_values = final_values * torch.as_tensor(bootstrap, device=self.device)
             storage.insert_outcome(
-                t, actions, dist.log_prob(actions), out.values, rewards, torch.as_tensor(cut, device=self.device),
+                t, actions, log_probs, out.values, rewards, torch.as_tensor(cut, device=self.device),
                 truncation_values,
             )
             self.tracker.update(rewards_np.astype(np.float64), ended, trial_end, registry.episode_success(info, ended))
@@ -457,8 +456,8 @@ class Trainer:
             frames = [np.asarray(env.render())[0]]
             for _ in range(self.cfg.run.video_steps):
                 out = self.agent.step(inputs, state, resets)
-                probs = torch.softmax(out.logits, -1).cpu()
-                actions = torch.multinomial(probs, 1, generator=self.video_generator).squeeze(-1).to(self.device)
+                actions, _ = categorical.sample(out.logits.cpu(), self.video_generator)
+                actions = actions.to(self.device)
                 obs, rewards, terminated, truncated, info = env.step(actions.cpu().numpy())
                 ended = terminated | truncated
                 trial_end = np.asarray(info.get("trial_end", ended), dtype=bool)

@@ -119,3 +119,30 @@ def test_learning_rate_schedules(schedule, step, expected):
     # warm-up over the first 10 steps, then 90 steps to min_lr 0.1
     assert learning_rate(step, 100, 1.0, schedule, warmup_steps=10, min_lr=0.1) == pytest.approx(expected)
     assert learning_rate(5, 100, 1.0, schedule, warmup_steps=10) == pytest.approx(0.5)
+
+
+def test_categorical_helpers_match_torch_distributions():
+    from memo_rl.ppo import categorical
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 5, 4)
+    actions = torch.randint(0, 4, (6, 5))
+    reference = torch.distributions.Categorical(logits=logits)
+    log_p, entropy = categorical.log_prob_and_entropy(logits, actions)
+    torch.testing.assert_close(log_p, reference.log_prob(actions))
+    torch.testing.assert_close(entropy, reference.entropy())
+    torch.testing.assert_close(categorical.log_prob(logits, actions), reference.log_prob(actions))
+
+
+def test_gumbel_sampling_follows_the_policy_and_is_seeded():
+    from memo_rl.ppo import categorical
+
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    logits = probs.log().expand(200_000, 4)
+    generator = torch.Generator().manual_seed(1)
+    actions, log_p = categorical.sample(logits, generator)
+    frequencies = torch.bincount(actions, minlength=4).float() / actions.numel()
+    torch.testing.assert_close(frequencies, probs, atol=4e-3, rtol=0)  # ~5 standard errors
+    torch.testing.assert_close(log_p, probs.log()[actions])
+    again, _ = categorical.sample(logits, torch.Generator().manual_seed(1))
+    assert torch.equal(actions, again)

@@ -78,7 +78,7 @@ def test_update_replays_rollout_exactly(tmp_path, tiny, core):
     with torch.no_grad():
         for batch in storage.minibatches(advantages, advantages, num_minibatches=3):
             out = trainer.agent.forward_sequence(batch.inputs, batch.initial_state, batch.resets)
-            log_probs = torch.distributions.Categorical(logits=out.logits).log_prob(batch.actions)
+            log_probs = torch.distributions.Categorical(logits=out.logits).log_prob(batch.actions)  # reference maths
             torch.testing.assert_close(log_probs, batch.log_probs, atol=1e-5, rtol=0)
             torch.testing.assert_close(out.values, batch.values, atol=1e-5, rtol=0)
             seen += batch.actions.shape[1]

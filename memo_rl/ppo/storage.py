@@ -107,7 +107,7 @@ class RolloutStorage:
         num_sequences = columns["actions"].shape[1]
         order = torch.randperm(num_sequences, generator=generator).to(self.device)
         for idx in order.chunk(num_minibatches):
-            pick = lambda x: x[:, idx]  # noqa: E731
+            pick = lambda x, idx=idx: x[:, idx]  # noqa: E731
             yield SequenceBatch(
                 inputs=AgentInputs(*(tree_map(pick, part) for part in inputs)),
                 initial_state=index_state(states, idx),

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from memo_rl.config import PPOConfig
+from memo_rl.ppo.categorical import log_prob_and_entropy
 from memo_rl.ppo.losses import clipped_policy_loss, explained_variance, normalize_advantages, value_loss
 from memo_rl.ppo.storage import RolloutStorage
 
@@ -42,12 +43,11 @@ def ppo_update(
     for _ in range(cfg.epochs):
         for batch in storage.minibatches(advantages, returns, cfg.num_minibatches):
             out = agent.forward_sequence(batch.inputs, batch.initial_state, batch.resets)
-            dist = torch.distributions.Categorical(logits=out.logits)
-            log_probs = dist.log_prob(batch.actions)
+            log_probs, entropy = log_prob_and_entropy(out.logits, batch.actions)
+            entropy = entropy.mean()
             adv = normalize_advantages(batch.advantages) if cfg.normalize_advantages else batch.advantages
             policy = clipped_policy_loss(log_probs, batch.log_probs, adv, cfg.clip_coef)
             v_loss = value_loss(out.values, batch.values, batch.returns, cfg.value_clip)
-            entropy = dist.entropy().mean()
             loss = policy.loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
