@@ -42,6 +42,9 @@ class ActorCritic(nn.Module):
         hidden_size: encoder width.
         use_prev_action / use_prev_reward / use_episode_start: which extra inputs are fed.
         head_hidden: hidden width of the heads (0 = linear heads).
+        core_skip: feed the heads the core's input embedding beside its output, so the policy can
+            compare what memory holds with what it sees now (e.g. a remembered goal position with
+            the current position) without the core having to compute that comparison itself.
         cnn_channels: channels of the image encoder.
     """
 
@@ -55,6 +58,7 @@ class ActorCritic(nn.Module):
         use_prev_reward: bool = True,
         use_episode_start: bool = True,
         head_hidden: int = 0,
+        core_skip: bool = False,
         cnn_channels: tuple[int, ...] = (32, 64),
     ) -> None:
         super().__init__()
@@ -68,8 +72,10 @@ class ActorCritic(nn.Module):
         extra = self.num_actions * use_prev_action + int(use_prev_reward) + int(use_episode_start)
         self.input_proj = nn.Sequential(nn.Linear(self.encoder.out_dim + extra, core.d_model), nn.ReLU())
         self.core = core
-        self.policy_head = _head(core.d_model, head_hidden, self.num_actions, out_gain=0.01)
-        self.value_head = _head(core.d_model, head_hidden, 1, out_gain=1.0)
+        self.core_skip = core_skip
+        head_in = core.d_model * (2 if core_skip else 1)
+        self.policy_head = _head(head_in, head_hidden, self.num_actions, out_gain=0.01)
+        self.value_head = _head(head_in, head_hidden, 1, out_gain=1.0)
 
     def initial_state(self, batch_size: int, device: torch.device | str) -> Any:
         return self.core.initial_state(batch_size, device)
@@ -87,15 +93,19 @@ class ActorCritic(nn.Module):
             parts.append(inputs.episode_starts.float().unsqueeze(-1))
         return self.input_proj(torch.cat(parts, dim=-1))
 
-    def _heads(self, features: Tensor, state: Any) -> AgentOutput:
+    def _heads(self, embedded: Tensor, features: Tensor, state: Any) -> AgentOutput:
+        if self.core_skip:
+            features = torch.cat([features, embedded], dim=-1)  # [..., 2 * d_model]
         return AgentOutput(self.policy_head(features), self.value_head(features).squeeze(-1), state)
 
     def step(self, inputs: AgentInputs, state: Any, resets: Tensor) -> AgentOutput:
         """One env step for N envs: inputs ``[N, ...]``, resets ``[N]`` -> logits ``[N, A]``, values ``[N]``."""
-        features, state = self.core.step(self.embed(inputs), state, resets)
-        return self._heads(features, state)
+        embedded = self.embed(inputs)
+        features, state = self.core.step(embedded, state, resets)
+        return self._heads(embedded, features, state)
 
     def forward_sequence(self, inputs: AgentInputs, state: Any, resets: Tensor) -> AgentOutput:
         """T steps for N envs: inputs ``[T, N, ...]``, resets ``[T, N]`` -> logits ``[T, N, A]``, values ``[T, N]``."""
-        features, state = self.core.forward_sequence(self.embed(inputs), state, resets)
-        return self._heads(features, state)
+        embedded = self.embed(inputs)
+        features, state = self.core.forward_sequence(embedded, state, resets)
+        return self._heads(embedded, features, state)

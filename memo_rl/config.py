@@ -59,6 +59,8 @@ class AgentConfig:
     """Feed a flag marking the first step of an episode (episode ends inside a trial are visible)."""
     head_hidden: int = 0
     """Hidden width of the policy and value heads (0 = linear heads)."""
+    core_skip: bool = False
+    """Feed the heads the memory core's input beside its output (current features + memory)."""
     cnn_channels: list[int] = field(default_factory=lambda: [32, 64])
 
 

@@ -64,11 +64,12 @@ def test_same_seed_same_metrics_and_other_seed_differs(tmp_path, tiny):
     assert a != c
 
 
-@pytest.mark.parametrize("core", ["none", "gru", "lstm"])
-def test_update_replays_rollout_exactly(tmp_path, tiny, core):
+@pytest.mark.parametrize("core,agent", [("none", []), ("gru", []), ("lstm", []),
+                                        ("gru", ["agent.core_skip=true", "agent.head_hidden=8"])])
+def test_update_replays_rollout_exactly(tmp_path, tiny, core, agent):
     """Before any gradient step, replaying the stored sequences from the stored memory snapshots
     gives the log-probs and values the rollout computed (resets fall inside the rollout)."""
-    cfg = build_config(None, [*tiny, f"memory.core={core}", "ppo.rollout_length=48", "ppo.sequence_length=16"])
+    cfg = build_config(None, [*tiny, f"memory.core={core}", "ppo.rollout_length=48", "ppo.sequence_length=16", *agent])
     trainer = Trainer(cfg, tmp_path)
     trainer.collect()  # 48 steps x 4 envs; the trial boundary at step 40 lands mid-rollout
     storage = trainer.storage

@@ -1,0 +1,26 @@
+"""Learning curves that must rise (seeded, so deterministic on a given machine and torch build)."""
+
+import pytest
+
+from memo_rl.cli import main
+from memo_rl.plots import read_metric
+
+
+def test_dark_room_return_rises(tmp_path):
+    """A memoryless PPO agent learns a search path in Dark Room within 160k steps (~15 s)."""
+    args = ["dark_room_none", "env.num_envs=32", "ppo.rollout_length=125", "ppo.lr=1e-3",
+            "train.total_steps=160000", "run.progress=false", f"run.dir={tmp_path}"]
+    assert main(["train", *args]) == 0
+    _, returns = read_metric(tmp_path, "episode_return_mean")
+    first, last = returns[:8].mean(), returns[-8:].mean()
+    assert last > 3 * first and last > 0.6, (first, last)
+
+
+@pytest.mark.slow
+def test_quickstart_trial_return_rises(tmp_path):
+    """The README's main job: the GRU's mean trial return rises over the run."""
+    assert main(["train", "quickstart", "run.progress=false", "run.video_interval=0", f"run.dir={tmp_path}"]) == 0
+    _, trial_returns = read_metric(tmp_path, "trial_return_mean")
+    fifth = len(trial_returns) // 5
+    first, last = trial_returns[:fifth].mean(), trial_returns[-fifth:].mean()
+    assert last > 1.8 * first, (first, last)
