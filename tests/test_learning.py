@@ -24,3 +24,15 @@ def test_quickstart_trial_return_rises(tmp_path):
     fifth = len(trial_returns) // 5
     first, last = trial_returns[:fifth].mean(), trial_returns[-fifth:].mean()
     assert last > 1.8 * first, (first, last)
+
+
+@pytest.mark.parametrize("core,low,high", [("gru", 0.95, 1.0), ("lstm", 0.95, 1.0), ("none", 0.0, 0.65)])
+def test_memory_cores_recall_a_cue_and_none_cannot(tmp_path, core, low, high):
+    """Cue recall (tests/cue_recall.py): the answer depends only on the first observation of the
+    episode, so a recurrent core learns it perfectly and the memoryless agent stays near chance."""
+    args = ["env.id=tests.cue_recall:CueRecall-v0", f"memory.core={core}", "env.num_envs=16",
+            "ppo.rollout_length=24", "agent.hidden_size=32", "agent.d_model=32", "ppo.lr=1e-3",
+            "train.total_steps=40000", "run.progress=false", f"run.dir={tmp_path}"]
+    assert main(["train", *args]) == 0
+    _, returns = read_metric(tmp_path, "episode_return_mean")
+    assert low <= returns[-5:].mean() <= high, returns[-5:]
