@@ -28,6 +28,7 @@ Linear and conv layers use orthogonal init with gain sqrt(2) and zero bias (as i
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -85,7 +86,7 @@ def _symmetric_affine(box: spaces.Box) -> tuple[Tensor, Tensor]:
     return _affine_buffers(np.where(ok, 2.0 / span, 1.0), np.where(ok, -1.0 - 2.0 * low / span, 0.0))
 
 
-class SpaceEncoder(nn.Module):
+class SpaceEncoder(nn.Module, metaclass=ABCMeta):
     """Encoder of one non-Dict space: ``[..., *event_shape]`` -> ``[..., out_dim]``.
 
     Subclasses implement ``encode`` on a flat batch ``[B, *event_shape]``; ``forward`` flattens the
@@ -95,8 +96,9 @@ class SpaceEncoder(nn.Module):
     event_shape: tuple[int, ...]
     out_dim: int
 
+    @abstractmethod
     def encode(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
     def forward(self, x: Tensor) -> Tensor:
         k = len(self.event_shape)

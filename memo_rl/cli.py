@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from memo_rl.config import ConfigError
+from memo_rl.config import ConfigError, available_presets
 
 
 def _split_preset(args: list[str]) -> tuple[str | None, list[str]]:
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train an agent: memo-rl train [PRESET] [section.key=value ...]",
         description="Train with PPO. PRESET names a file under configs/ (e.g. quickstart, dark_key_to_door_gru); "
         "overrides use dotted keys, e.g. ppo.lr=3e-4 memory.core=lstm env.num_envs=32.",
+        epilog="presets: " + ", ".join(available_presets()),
     )
     train.add_argument("args", nargs="*", metavar="PRESET|key=value")
     train.set_defaults(func=_cmd_train)

@@ -10,6 +10,7 @@ step after which memory must be reset.
 from __future__ import annotations
 
 import os
+from abc import ABCMeta, abstractmethod
 from typing import Any
 
 import gymnasium as gym
@@ -61,7 +62,7 @@ def _seed_to_u64(seed: Any) -> np.uint64:
     return np.uint64(int(seed) & _U64_MASK)
 
 
-class GridworldVectorEnv(VectorEnv):
+class GridworldVectorEnv(VectorEnv, metaclass=ABCMeta):
     """Shared machinery of the batched gridworlds; subclasses define the state and kernels.
 
     State arrays are listed in ``_state_spec`` (name -> (per-env shape, dtype)); ``get_state`` and
@@ -98,19 +99,21 @@ class GridworldVectorEnv(VectorEnv):
         self._started = False
 
     # ---- subclass hooks -------------------------------------------------------------------------
+    @abstractmethod
     def _reset_kernel(self, obs: np.ndarray) -> None:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
+    @abstractmethod
     def _step_kernel(self, actions: np.ndarray, out: tuple[np.ndarray, ...]) -> int:
         """Step all envs writing into ``out``; -1, or the index of the first invalid action."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _observe_kernel(self, obs: np.ndarray) -> None:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
+    @abstractmethod
     def _render_objects(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(positions int32 [N, K, 2], visible bool [N, K], colours uint8 [K, 3])."""
-        raise NotImplementedError
 
     # ---- gymnasium API --------------------------------------------------------------------------
     def reset(

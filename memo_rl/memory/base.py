@@ -19,6 +19,7 @@ NamedTuple / dict / list of tensors; ``()`` for a stateless core) whose every te
 from __future__ import annotations
 
 import inspect
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -103,7 +104,7 @@ def reset_state(core: MemoryCore, state: State, resets: Tensor | None) -> State:
 # --------------------------------------------------------------------------------------------------
 
 
-class MemoryCore(nn.Module):
+class MemoryCore(nn.Module, metaclass=ABCMeta):
     """Base class of all memory cores (width ``d_model`` in, width ``d_model`` out).
 
     Subclasses implement ``initial_state`` and ``forward_sequence``; ``step`` defaults to a
@@ -125,10 +126,11 @@ class MemoryCore(nn.Module):
         self.d_model = int(d_model)
 
     # -- to implement -----------------------------------------------------------------------------
+    @abstractmethod
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """The empty memory of ``batch_size`` envs on ``device`` (env dimension first)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def forward_sequence(self, x: Tensor, state: State, resets: Tensor | None) -> tuple[Tensor, State]:
         """Process T steps of N envs.
 
@@ -141,7 +143,6 @@ class MemoryCore(nn.Module):
         Returns:
             ``y [T, N, d]`` and the state after step T-1.
         """
-        raise NotImplementedError
 
     # -- defaults ---------------------------------------------------------------------------------
     def step(self, x: Tensor, state: State, resets: Tensor | None) -> tuple[Tensor, State]:

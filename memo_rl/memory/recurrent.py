@@ -14,6 +14,7 @@ equals looping ``step`` (sample-factory uses the same idea with packed sequences
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import NamedTuple
 
 import torch
@@ -72,11 +73,13 @@ class _RNNCore(MemoryCore):
         self.n_layers = int(n_layers)
 
     # State packing: ours is [N, L, d] per tensor, nn.RNN's is [L, N, d].
-    def _to_rnn(self, state):  # pragma: no cover - implemented by subclasses
-        raise NotImplementedError
+    @abstractmethod
+    def _to_rnn(self, state):
+        """Our state (env dim first) -> nn.GRU/nn.LSTM's hidden layout."""
 
-    def _from_rnn(self, hidden):  # pragma: no cover - implemented by subclasses
-        raise NotImplementedError
+    @abstractmethod
+    def _from_rnn(self, hidden):
+        """nn.GRU/nn.LSTM's hidden layout -> our state (env dim first)."""
 
     def _zeros(self, batch_size: int, device: torch.device | str | None) -> Tensor:
         dtype = next(self.parameters()).dtype
