@@ -127,10 +127,15 @@ def resolve_run(preset: str | None, overrides: list[str]) -> ResolvedRun:
 class EpisodeTracker:
     """Per-env running returns and lengths; windows of recent episodes and trials.
 
-    ``first``/``later`` episode lengths compare the first episode of a trial with the following
-    ones (episodes cut short by the trial's end are left out of both), which shows whether an
-    agent remembers the hidden task across episodes.
+    ``first``/``later`` episode lengths compare the first episode of a trial with its episodes
+    2 to ``LATER_EPISODES + 1``, which shows whether an agent remembers the hidden task across
+    episodes. Only early episodes are compared: near a trial's end only short episodes finish
+    before the trial cuts them, so including them would bias the later lengths downwards.
+    (Episodes cut by the trial's end are left out; with the gridworld presets, 50-step episodes
+    in 500-step trials, episodes 1-5 always finish first.)
     """
+
+    LATER_EPISODES = 4
 
     def __init__(self, num_envs: int, window: int = 100) -> None:
         self.ep_return = np.zeros(num_envs)
@@ -155,7 +160,8 @@ class EpisodeTracker:
                 w["successes"].extend(s for s in success[ended].tolist() if not math.isnan(s))
             whole = ended & ~trial_end
             w["first_lengths"].extend(self.ep_length[whole & (self.ep_index == 0)].tolist())
-            w["later_lengths"].extend(self.ep_length[whole & (self.ep_index > 0)].tolist())
+            later = (self.ep_index > 0) & (self.ep_index <= self.LATER_EPISODES)
+            w["later_lengths"].extend(self.ep_length[whole & later].tolist())
             self.episodes += int(ended.sum())
             self.ep_index[ended] += 1
             self.ep_return[ended] = 0.0
