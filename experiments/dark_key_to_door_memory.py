@@ -1,9 +1,10 @@
 """Reproduce docs/results.md "Dark Key-to-Door: GRU vs memoryless".
 
-Trains the ``gru`` and ``none`` agents with the same budget and seeds, then plots the curves and
-prints the final figures:
+Trains the ``gru`` and ``none`` agents with the same budget and seeds, plots the curves, then
+plays fresh trials with each final checkpoint and reports the mean trial return and the mean
+episode length by its index in the trial (shorter later episodes = the agent remembers):
 
-    python experiments/dark_key_to_door_memory.py --seeds 0          # trains (about 40 min on 2 cores)
+    python experiments/dark_key_to_door_memory.py --seeds 0          # trains (about an hour on 2 cores)
     python experiments/dark_key_to_door_memory.py --seeds 0 --plot-only
 """
 
@@ -12,12 +13,59 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from memo_rl import registry
+from memo_rl.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
+from memo_rl.config import config_from_dict
 from memo_rl.plots import final_value, plot_learning_curves
+from memo_rl.ppo import categorical
+from memo_rl.types import AgentInputs
 
 CORES = ("gru", "none")
 COLUMNS = ("trial_return_mean", "episode_return_mean", "first_episode_length_mean", "later_episode_length_mean")
+
+
+@torch.no_grad()
+def play_trials(checkpoint: Path, num_envs: int = 64, seed: int = 12345) -> tuple[np.ndarray, dict[int, list[int]]]:
+    """One full trial in each of ``num_envs`` fresh envs with the checkpoint's (sampling) policy.
+
+    Returns the trial returns ``[num_envs]`` and, per episode index in the trial, the lengths of
+    the episodes that ended before the trial did.
+    """
+    payload = load_checkpoint(checkpoint)
+    cfg = config_from_dict(payload["config"])
+    env = registry.make_vector_env(cfg.env, num_envs=num_envs)
+    agent = registry.make_agent(cfg, env.single_observation_space, env.single_action_space)
+    agent.load_state_dict(payload["model"])
+    agent.eval()
+    generator = torch.Generator().manual_seed(seed)
+    to_tensor = lambda o: registry.obs_to_tensor(o, env.single_observation_space, "cpu")  # noqa: E731
+    obs, _ = env.reset(seed=seed)
+    N = num_envs
+    inputs = AgentInputs(to_tensor(obs), torch.full((N,), -1), torch.zeros(N), torch.ones(N))
+    state, resets = agent.initial_state(N, "cpu"), torch.ones(N, dtype=torch.bool)
+    trial_return, ep_index, ep_length = np.zeros(N), np.zeros(N, int), np.zeros(N, int)
+    lengths: dict[int, list[int]] = defaultdict(list)
+    for _ in range(cfg.env.kwargs["trial_length"]):
+        out = agent.step(inputs, state, resets)
+        actions, _ = categorical.sample(out.logits, generator)
+        obs, rewards, terminated, truncated, info = env.step(actions.numpy())
+        ended, trial_end = terminated | truncated, info["trial_end"]
+        trial_return += rewards
+        ep_length += 1
+        for i in np.flatnonzero(ended & ~trial_end):
+            lengths[int(ep_index[i])].append(int(ep_length[i]))
+        ep_index[ended] += 1
+        ep_length[ended] = 0
+        inputs = AgentInputs(to_tensor(obs), actions, torch.as_tensor(rewards), torch.as_tensor(ended, dtype=torch.float32))
+        state, resets = out.state, torch.zeros(N, dtype=torch.bool)
+    env.close()
+    return trial_return, lengths
 
 
 def main() -> None:
@@ -27,6 +75,7 @@ def main() -> None:
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--output", type=Path, default=Path("docs/images/dktd_gru_vs_none.png"))
     args = parser.parse_args()
+    torch.set_num_threads(1)
     if not args.plot_only:
         for core in CORES:
             for seed in args.seeds:
@@ -36,14 +85,26 @@ def main() -> None:
                 print("$", " ".join(cmd), flush=True)
                 subprocess.run(cmd, check=True)
     runs = {core: [args.root / f"{core}-s{seed}" for seed in args.seeds] for core in CORES}
-    plot_learning_curves(runs, list(COLUMNS[:2]) + ["later_episode_length_mean"], args.output,
-                         title="Dark Key-to-Door, 500-step trials")
-    print(f"wrote {args.output}")
+    plot_learning_curves(runs, ["trial_return_mean", "first_episode_length_mean", "later_episode_length_mean"],
+                         args.output, title="Dark Key-to-Door, 500-step trials")
+    print(f"wrote {args.output}\n")
+    print("Training curves (mean of the last 10 logged values):\n")
     print("| core | seed | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 2) + "|")
     for core, dirs in runs.items():
         for seed, d in zip(args.seeds, dirs):
             print(f"| {core} | {seed} | " + " | ".join(f"{final_value(d, c):.2f}" for c in COLUMNS) + " |")
+    print("\nFinal checkpoints, 64 fresh trials each (sampled actions):\n")
+    print("| core | seed | trial return (mean +- s.e.) | episode 1 | episode 2 | episode 3 | episodes 4-8 |")
+    print("|---|---|---|---|---|---|---|")
+    for core, dirs in runs.items():
+        for seed, d in zip(args.seeds, dirs):
+            last = list_checkpoints(checkpoint_dir(d))[-1][1]
+            returns, lengths = play_trials(last)
+            sem = returns.std(ddof=1) / np.sqrt(len(returns))
+            cell = lambda ks, lengths=lengths: f"{np.mean([x for k in ks for x in lengths[k]]):.1f}"  # noqa: E731
+            print(f"| {core} | {seed} | {returns.mean():.2f} +- {sem:.2f} | {cell([0])} | {cell([1])} | {cell([2])} "
+                  f"| {cell(range(3, 8))} |")
 
 
 if __name__ == "__main__":
