@@ -6,6 +6,9 @@ episode length by its index in the trial (shorter later episodes = the agent rem
 
     python experiments/dark_key_to_door_memory.py --seeds 0          # trains (about an hour on 2 cores)
     python experiments/dark_key_to_door_memory.py --seeds 0 --plot-only
+    # the variant with rollouts spanning whole trials, 30M steps:
+    python experiments/dark_key_to_door_memory.py --seeds 0 --tag -r500 \
+        --override ppo.rollout_length=500 train.total_steps=30000000
 """
 
 from __future__ import annotations
@@ -73,21 +76,25 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--root", type=Path, default=Path("runs/dktd"))
     parser.add_argument("--plot-only", action="store_true")
-    parser.add_argument("--output", type=Path, default=Path("docs/images/dktd_gru_vs_none.png"))
+    parser.add_argument("--tag", default="", help="variant name in the run directories, e.g. r500")
+    parser.add_argument("--override", nargs="*", default=[], help="config overrides applied to both agents")
+    parser.add_argument("--output", type=Path, default=None, help="PNG (default docs/images/dktd_gru_vs_none[-TAG].png)")
     args = parser.parse_args()
+    suffix = f"-{args.tag}" if args.tag else ""
+    output = args.output or Path(f"docs/images/dktd_gru_vs_none{suffix}.png")
     torch.set_num_threads(1)
     if not args.plot_only:
         for core in CORES:
             for seed in args.seeds:
-                run_dir = args.root / f"{core}-s{seed}"
-                cmd = [sys.executable, "-m", "memo_rl", "train", f"dark_key_to_door_{core}", f"train.seed={seed}",
-                       f"run.dir={run_dir}", "run.resume=true"]
+                run_dir = args.root / f"{core}{suffix}-s{seed}"
+                cmd = [sys.executable, "-m", "memo_rl", "train", f"dark_key_to_door_{core}", *args.override,
+                       f"train.seed={seed}", f"run.dir={run_dir}", "run.resume=true"]
                 print("$", " ".join(cmd), flush=True)
                 subprocess.run(cmd, check=True)
-    runs = {core: [args.root / f"{core}-s{seed}" for seed in args.seeds] for core in CORES}
+    runs = {core: [args.root / f"{core}{suffix}-s{seed}" for seed in args.seeds] for core in CORES}
     plot_learning_curves(runs, ["trial_return_mean", "first_episode_length_mean", "later_episode_length_mean"],
-                         args.output, title="Dark Key-to-Door, 500-step trials")
-    print(f"wrote {args.output}\n")
+                         output, title=f"Dark Key-to-Door, 500-step trials {' '.join(args.override)}")
+    print(f"wrote {output}\n")
     print("Training curves (mean of the last 10 logged values):\n")
     print("| core | seed | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 2) + "|")
