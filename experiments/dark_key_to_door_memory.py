@@ -7,7 +7,7 @@ episode length by its index in the trial (shorter later episodes = the agent rem
     python experiments/dark_key_to_door_memory.py --seeds 0          # trains (about an hour on 2 cores)
     python experiments/dark_key_to_door_memory.py --seeds 0 --plot-only
     # the variant with rollouts spanning whole trials, 30M steps:
-    python experiments/dark_key_to_door_memory.py --seeds 0 --tag -r500 \
+    python experiments/dark_key_to_door_memory.py --seeds 0 --tag r500 \
         --override ppo.rollout_length=500 train.total_steps=30000000
 """
 
