@@ -87,6 +87,15 @@ def latest_intact_checkpoint(folder: Path, map_location: str | torch.device = "c
     return None
 
 
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete temp files left by a save that was killed before its rename; return them."""
+    folder = Path(folder)
+    stale = sorted(folder.glob(".ckpt_*.pt.tmp-*")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def prune_checkpoints(folder: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` checkpoints (keep=0: keep all)."""
     if keep <= 0:

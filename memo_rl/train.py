@@ -33,6 +33,7 @@ from memo_rl.checkpoint import (
     list_checkpoints,
     numpy_to_tensors,
     prune_checkpoints,
+    remove_stale_temp_files,
     save_checkpoint,
     tensors_to_numpy,
 )
@@ -112,6 +113,8 @@ def resolve_run(preset: str | None, overrides: list[str]) -> ResolvedRun:
                 f"cannot change '{key}' when resuming (run has {before[key]!r}, given {after.get(key)!r}); start a new run.dir"
             )
     merged.run.dir, merged.run.resume = str(run_dir), True
+    for path in remove_stale_temp_files(checkpoint_dir(run_dir)):
+        print(f"[memo-rl] removed {path.name}, left by a checkpoint write that was interrupted", file=sys.stderr)
     found = latest_intact_checkpoint(checkpoint_dir(run_dir))
     if found is None:
         print(f"[memo-rl] no intact checkpoint in {run_dir}: restarting that run from step 0", file=sys.stderr)

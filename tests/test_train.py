@@ -127,9 +127,12 @@ def test_resume_skips_corrupt_checkpoint(tmp_path, tiny, capsys):
     run_dir = tmp_path / "run"
     assert main(["train", *tiny, "train.total_steps=256", f"run.dir={run_dir}"]) == 0
     (run_dir / "checkpoints" / "ckpt_000000000320.pt").write_bytes(b"half-written garbage")
+    (run_dir / "checkpoints" / ".ckpt_000000000320.pt.tmp-999").write_bytes(b"an interrupted save")
     assert main(["train", *tiny, f"run.dir={run_dir}", "run.resume=true"]) == 0
     err = capsys.readouterr().err
     assert "skipping unreadable checkpoint" in err and "from ckpt_000000000256.pt" in err
+    assert "removed .ckpt_000000000320.pt.tmp-999" in err
+    assert not list((run_dir / "checkpoints").glob(".ckpt_*"))
     assert int(read_metrics(run_dir)[-1]["global_step"]) == 384
 
 
