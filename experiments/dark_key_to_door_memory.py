@@ -27,7 +27,7 @@ from memo_rl.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
 from memo_rl.config import config_from_dict
 from memo_rl.plots import final_value, plot_learning_curves
 from memo_rl.ppo import categorical
-from memo_rl.types import AgentInputs
+from memo_rl.types import first_inputs, next_inputs
 
 CORES = ("gru", "none")
 COLUMNS = ("trial_return_mean", "episode_return_mean", "first_episode_length_mean", "later_episode_length_mean")
@@ -50,7 +50,7 @@ def play_trials(checkpoint: Path, num_envs: int = 64, seed: int = 12345) -> tupl
     to_tensor = lambda o: registry.obs_to_tensor(o, env.single_observation_space, "cpu")  # noqa: E731
     obs, _ = env.reset(seed=seed)
     N = num_envs
-    inputs = AgentInputs(to_tensor(obs), torch.full((N,), -1), torch.zeros(N), torch.ones(N))
+    inputs = first_inputs(to_tensor(obs), N, "cpu")
     state, resets = agent.initial_state(N, "cpu"), torch.ones(N, dtype=torch.bool)
     trial_return, ep_index, ep_length = np.zeros(N), np.zeros(N, int), np.zeros(N, int)
     lengths: dict[int, list[int]] = defaultdict(list)
@@ -65,7 +65,8 @@ def play_trials(checkpoint: Path, num_envs: int = 64, seed: int = 12345) -> tupl
             lengths[int(ep_index[i])].append(int(ep_length[i]))
         ep_index[ended] += 1
         ep_length[ended] = 0
-        inputs = AgentInputs(to_tensor(obs), actions, torch.as_tensor(rewards), torch.as_tensor(ended, dtype=torch.float32))
+        inputs = next_inputs(to_tensor(obs), actions, torch.as_tensor(rewards), torch.as_tensor(ended),
+                             torch.as_tensor(trial_end))
         state, resets = out.state, torch.zeros(N, dtype=torch.bool)
     env.close()
     return trial_return, lengths

@@ -26,12 +26,10 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     """Trailing moving average over ``window`` rows (shorter at the start)."""
     if window <= 1 or len(values) == 0:
         return values
-    cumsum = np.cumsum(np.insert(values, 0, 0.0))
-    out = np.empty_like(values, dtype=float)
-    for i in range(len(values)):
-        lo = max(0, i + 1 - window)
-        out[i] = (cumsum[i + 1] - cumsum[lo]) / (i + 1 - lo)
-    return out
+    cumsum = np.cumsum(np.insert(np.asarray(values, dtype=float), 0, 0.0))
+    end = np.arange(1, len(values) + 1)
+    start = np.maximum(0, end - window)
+    return (cumsum[end] - cumsum[start]) / (end - start)
 
 
 def plot_learning_curves(

@@ -47,7 +47,7 @@ from memo_rl.config import (
 )
 from memo_rl.logging import RunLogger, flatten_dict
 from memo_rl.ppo import RolloutStorage, categorical, compute_gae, learning_rate, ppo_update
-from memo_rl.types import AgentInputs
+from memo_rl.types import AgentInputs, first_inputs, next_inputs
 
 # Keys that may differ from the stored config when resuming a run.
 RESUMABLE_CHANGES = ("run.", "train.total_steps", "train.device", "train.threads")
@@ -250,12 +250,7 @@ class Trainer:
 
     def _fresh_carry(self, obs) -> Carry:
         N = self.cfg.env.num_envs
-        inputs = AgentInputs(
-            self.to_tensor(obs),
-            torch.full((N,), -1, dtype=torch.long, device=self.device),
-            torch.zeros(N, device=self.device),
-            torch.ones(N, device=self.device),
-        )
+        inputs = first_inputs(self.to_tensor(obs), N, self.device)
         resets = torch.ones(N, dtype=torch.bool, device=self.device)
         return Carry(inputs, resets, self.agent.initial_state(N, self.device))
 
@@ -290,11 +285,8 @@ class Trainer:
             )
             self.tracker.update(rewards_np.astype(np.float64), ended, trial_end, registry.episode_success(info, ended))
             trial_end_t = torch.as_tensor(trial_end, device=self.device)
-            carry.inputs = AgentInputs(
-                self.to_tensor(obs),
-                torch.where(trial_end_t, torch.full_like(actions, -1), actions),
-                torch.where(trial_end_t, torch.zeros_like(rewards), rewards),
-                torch.as_tensor(ended, dtype=torch.float32, device=self.device),
+            carry.inputs = next_inputs(
+                self.to_tensor(obs), actions, rewards, torch.as_tensor(ended, device=self.device), trial_end_t
             )
             carry.resets, carry.memory = trial_end_t, out.state
             self.global_step += N
@@ -459,8 +451,7 @@ class Trainer:
         try:
             obs, _ = env.reset(seed=self.cfg.train.seed + 7919 * self.update)
             to_tensor = lambda o: registry.obs_to_tensor(o, env.single_observation_space, self.device)  # noqa: E731
-            inputs = AgentInputs(to_tensor(obs), torch.full((1,), -1, device=self.device),
-                                 torch.zeros(1, device=self.device), torch.ones(1, device=self.device))
+            inputs = first_inputs(to_tensor(obs), 1, self.device)
             state, resets = self.agent.initial_state(1, self.device), torch.ones(1, dtype=torch.bool, device=self.device)
             frames = [np.asarray(env.render())[0]]
             for _ in range(self.cfg.run.video_steps):
@@ -468,13 +459,11 @@ class Trainer:
                 actions, _ = categorical.sample(out.logits.cpu(), self.video_generator)
                 actions = actions.to(self.device)
                 obs, rewards, terminated, truncated, info = env.step(actions.cpu().numpy())
-                ended = terminated | truncated
-                trial_end = np.asarray(info.get("trial_end", ended), dtype=bool)
-                inputs = AgentInputs(
-                    to_tensor(obs), actions, torch.as_tensor(rewards, dtype=torch.float32, device=self.device),
-                    torch.as_tensor(ended, dtype=torch.float32, device=self.device),
-                )
-                state, resets = out.state, torch.as_tensor(trial_end, device=self.device)
+                ended = torch.as_tensor(terminated | truncated, device=self.device)
+                trial_end = torch.as_tensor(np.asarray(info.get("trial_end", terminated | truncated)), device=self.device)
+                rewards_t = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
+                inputs = next_inputs(to_tensor(obs), actions, rewards_t, ended, trial_end)
+                state, resets = out.state, trial_end
                 frames.append(np.asarray(env.render())[0])
             logger.log_video("rollout/video", np.stack(frames).astype(np.uint8), self.global_step)
         except Exception as err:  # a render problem must never kill training

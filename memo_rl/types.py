@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import torch
 from torch import Tensor
 
 Observation = Any
@@ -28,3 +29,25 @@ class AgentOutput(NamedTuple):
     logits: Tensor  # [..., A]
     values: Tensor  # [...]
     state: Any  # memory-core state after the step(s), env dim first
+
+
+def first_inputs(obs: Observation, num_envs: int, device: torch.device | str) -> AgentInputs:
+    """Inputs for the first step of a trial: no previous action or reward, an episode start."""
+    return AgentInputs(
+        obs,
+        torch.full((num_envs,), -1, dtype=torch.long, device=device),
+        torch.zeros(num_envs, device=device),
+        torch.ones(num_envs, device=device),
+    )
+
+
+def next_inputs(obs: Observation, actions: Tensor, rewards: Tensor, ended: Tensor, trial_end: Tensor) -> AgentInputs:
+    """Inputs after an env step, all ``[N]``: the step's action and reward become the previous
+    ones, except where a trial ended (the next step starts a fresh trial, which must not see the
+    last one); ``ended`` (episode ends, bool) marks episode starts."""
+    return AgentInputs(
+        obs,
+        torch.where(trial_end, torch.full_like(actions, -1), actions),
+        torch.where(trial_end, torch.zeros_like(rewards), rewards),
+        ended.to(rewards.dtype),
+    )

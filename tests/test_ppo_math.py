@@ -146,3 +146,12 @@ def test_gumbel_sampling_follows_the_policy_and_is_seeded():
     torch.testing.assert_close(log_p, probs.log()[actions])
     again, _ = categorical.sample(logits, torch.Generator().manual_seed(1))
     assert torch.equal(actions, again)
+
+
+def test_trailing_moving_average():
+    import numpy as np
+
+    from memo_rl.plots import smooth
+
+    assert smooth(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), 3).tolist() == [1.0, 1.5, 2.0, 3.0, 4.0]
+    assert smooth(np.array([1.0, 2.0]), 1).tolist() == [1.0, 2.0]
