@@ -69,7 +69,25 @@ class MemoryConfig:
     """The memory core (``memo_rl.memory``) and its options."""
 
     core: str = "gru"
-    n_layers: int = 1
+    """One of the registered cores: none, gru, lstm, fct, trxl, memo, rmt (``memo_rl.memory``)."""
+    # Core options (DESIGN.md section 3). None = the core's own default; an option the chosen
+    # core does not take is ignored with a warning.
+    n_layers: int | None = None
+    n_heads: int | None = None
+    segment_length: int | None = None
+    """memo/rmt: steps per segment (l_seg); trxl: steps between stop-gradients of the cache."""
+    summary_length: int | None = None
+    """memo/rmt: summary tokens written per segment (l_sum)."""
+    window: int | None = None
+    """Streaming bound: memo keeps the newest W summary blocks, fct/trxl the newest W steps."""
+    randomize_segments: bool | None = None
+    """memo/rmt: draw the training segment length from [0.8, 1.2] x segment_length per forward."""
+    mlp_ratio: float | None = None
+    """Transformer cores: gated-MLP width as a multiple of agent.d_model."""
+
+    def core_options(self) -> dict[str, Any]:
+        """The options that are set (not None), by name."""
+        return {k: v for k, v in vars(self).items() if k != "core" and v is not None}
 
 
 @dataclass
@@ -105,6 +123,11 @@ class PPOConfig:
     min_lr: float = 0.0
     adam_eps: float = 1e-5
     normalize_advantages: bool = True
+    refresh_memory: bool = True
+    """After each update, rebuild the memory carried into the next rollout with the new weights by
+    replaying the running trials' inputs (Memo's reference trainer does this)."""
+    refresh_max_steps: int = 4096
+    """Most steps per env kept for that replay; older parts of longer trials stay as recorded."""
 
 
 @dataclass
@@ -341,7 +364,6 @@ def validate(cfg: ExperimentConfig) -> None:
         ("agent.hidden_size", cfg.agent.hidden_size, 1),
         ("agent.d_model", cfg.agent.d_model, 1),
         ("agent.head_hidden", cfg.agent.head_hidden, 0),
-        ("memory.n_layers", cfg.memory.n_layers, 1),
         ("ppo.rollout_length", cfg.ppo.rollout_length, 1),
         ("ppo.epochs", cfg.ppo.epochs, 1),
         ("ppo.num_minibatches", cfg.ppo.num_minibatches, 1),
@@ -353,6 +375,7 @@ def validate(cfg: ExperimentConfig) -> None:
         ("ppo.ent_coef", cfg.ppo.ent_coef, 0.0),
         ("ppo.max_grad_norm", cfg.ppo.max_grad_norm, 0.0),
         ("ppo.adam_eps", cfg.ppo.adam_eps, 0.0),
+        ("ppo.refresh_max_steps", cfg.ppo.refresh_max_steps, 1),
         ("train.total_steps", cfg.train.total_steps, 1),
         ("train.seed", cfg.train.seed, 0),
         ("train.threads", cfg.train.threads, 0),
@@ -363,6 +386,12 @@ def validate(cfg: ExperimentConfig) -> None:
         ("run.video_steps", cfg.run.video_steps, 1),
     ]:
         _at_least(key, value, low)
+    for key in ("n_layers", "n_heads", "segment_length", "summary_length", "window"):
+        value = getattr(cfg.memory, key)
+        if value is not None:
+            _at_least(f"memory.{key}", value, 1)
+    if cfg.memory.mlp_ratio is not None and cfg.memory.mlp_ratio <= 0:
+        raise ConfigError(f"bad value {cfg.memory.mlp_ratio!r} for 'memory.mlp_ratio': must be > 0")
     _in_range("ppo.gamma", cfg.ppo.gamma, 0.0, 1.0)
     _in_range("ppo.gae_lambda", cfg.ppo.gae_lambda, 0.0, 1.0)
     if cfg.ppo.value_clip is not None:

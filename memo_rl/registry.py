@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -137,8 +138,18 @@ def make_agent(cfg: ExperimentConfig, observation_space: gym.Space, action_space
     from memo_rl.memory import build_memory_core, core_option_names
 
     accepted = core_option_names(cfg.memory.core)
-    options = {k: v for k, v in vars(cfg.memory).items() if k != "core" and k in accepted}
-    core = build_memory_core(cfg.memory.core, cfg.agent.d_model, **options)
+    options = cfg.memory.core_options()
+    ignored = sorted(k for k in options if k not in accepted)
+    if ignored:
+        print(
+            f"[memo-rl] memory core '{cfg.memory.core}' ignores {', '.join(f'memory.{k}' for k in ignored)} "
+            f"(its options: {', '.join(accepted) or 'none'})",
+            file=sys.stderr,
+        )
+    try:
+        core = build_memory_core(cfg.memory.core, cfg.agent.d_model, **{k: options[k] for k in options if k in accepted})
+    except ValueError as err:
+        raise ConfigError(f"memory core '{cfg.memory.core}' with agent.d_model={cfg.agent.d_model}: {err}") from None
     try:
         return ActorCritic(
             observation_space, action_space, core,

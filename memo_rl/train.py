@@ -46,7 +46,7 @@ from memo_rl.config import (
     config_to_yaml,
 )
 from memo_rl.logging import RunLogger, flatten_dict
-from memo_rl.ppo import RolloutStorage, categorical, compute_gae, learning_rate, ppo_update
+from memo_rl.ppo import RolloutStorage, TrialHistory, categorical, compute_gae, learning_rate, ppo_update
 from memo_rl.types import AgentInputs, first_inputs, next_inputs
 
 # Keys that may differ from the stored config when resuming a run.
@@ -241,6 +241,8 @@ class Trainer:
         self.global_step, self.update, self.elapsed = 0, 0, 0.0
         obs, _ = self.env.reset(seed=cfg.train.seed)
         self.carry = self._fresh_carry(obs)
+        has_memory = len(tree_flatten(self.carry.memory)[0]) > 0
+        self.history = TrialHistory(cfg.ppo.refresh_max_steps) if cfg.ppo.refresh_memory and has_memory else None
         self.video_generator = torch.Generator().manual_seed(cfg.train.seed + 1)
         self.video_enabled = cfg.run.video_interval > 0
         if checkpoint is not None:
@@ -297,6 +299,14 @@ class Trainer:
         carry = self.carry
         return self.agent.step(carry.inputs, carry.memory, carry.resets).values
 
+    def refresh_memory(self) -> None:
+        """Rebuild the carried memory with the updated weights (see :mod:`memo_rl.ppo.refresh`)."""
+        if self.history is None:
+            return
+        self.history.record(self.storage)
+        if not bool(self.carry.resets.all()):  # every env starts a new trial next: nothing to rebuild
+            self.carry.memory = self.history.rebuild(self.agent)
+
     # -- the loop -----------------------------------------------------------------------------
 
     def train(self) -> dict[str, Any]:
@@ -326,6 +336,7 @@ class Trainer:
                     self.storage.truncation_values, cfg.ppo.gamma, cfg.ppo.gae_lambda,
                 )
                 stats = ppo_update(self.agent, self.optimizer, self.storage, advantages, returns, cfg.ppo)
+                self.refresh_memory()
                 end = time.perf_counter()
                 self.elapsed += end - start
                 self.update += 1
@@ -404,6 +415,7 @@ class Trainer:
                 "memory": [leaf.cpu() for leaf in memory_leaves],
             },
             "tracker": self.tracker.state_dict(),
+            "history": None if self.history is None else self.history.state_dict(),
         }
         if torch.cuda.is_available():
             payload["rng"]["cuda"] = torch.cuda.get_rng_state_all()
@@ -431,6 +443,8 @@ class Trainer:
                 tree_unflatten([leaf.to(self.device) for leaf in carry["memory"]], spec),
             )
             self.tracker.load_state_dict(payload["tracker"])
+            if self.history is not None and payload.get("history") is not None:
+                self.history.load_state_dict(payload["history"], self.carry.memory, self.device)
         else:  # env state not savable (generic gymnasium env): continue with fresh trials
             obs, _ = self.env.reset(seed=self.cfg.train.seed + self.global_step)
             self.carry = self._fresh_carry(obs)

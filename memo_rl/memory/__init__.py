@@ -9,7 +9,7 @@
 (``register_core``) show up in ``core_names()``.
 """
 
-from . import recurrent  # noqa: F401  (registers none, gru, lstm)
+from . import full_context, memo, recurrent  # noqa: F401  (registers the cores)
 from .base import (
     MemoryCore,
     State,
@@ -24,17 +24,27 @@ from .base import (
     state_batch_size,
     state_to,
 )
+from .full_context import FCTState, FullContextCore, TransformerXLCore
+from .memo import MemoCore, MemoState, RMTCore
 from .recurrent import GRUCore, LSTMCore, LSTMState, NoMemory
+from .transformer import KVSlots
 
 CORE_NAMES: tuple[str, ...] = core_names()
 
 __all__ = [
     "CORE_NAMES",
+    "FCTState",
+    "FullContextCore",
     "GRUCore",
+    "KVSlots",
     "LSTMCore",
     "LSTMState",
+    "MemoCore",
+    "MemoState",
     "MemoryCore",
     "NoMemory",
+    "RMTCore",
+    "TransformerXLCore",
     "State",
     "build_memory_core",
     "cat_states",

@@ -62,8 +62,10 @@ def state_to(state: State, device: torch.device | str, non_blocking: bool = Fals
 def cat_states(states: Sequence[State]) -> State:
     """Concatenate states of the same structure along the env dimension (dim 0).
 
-    Non-tensor leaves must be equal in all states and are kept once. Raises ``ValueError`` for an
-    empty list or for states of different structure.
+    Non-tensor leaves must be equal in all states and are kept once. Tensors that differ in size
+    along a later dimension are zero-padded (``False`` for bool) at the end of it first: the
+    attention cores keep growable caches with a validity mask, where padding is inert. Raises
+    ``ValueError`` for an empty list or for states of different structure.
     """
     if len(states) == 0:
         raise ValueError("cat_states needs at least one state")
@@ -78,12 +80,25 @@ def cat_states(states: Sequence[State]) -> State:
     for i, first in enumerate(leaves0):
         column = [leaves[i] for leaves in all_leaves]
         if isinstance(first, Tensor):
-            out.append(torch.cat(column, dim=0))
+            out.append(torch.cat(_pad_to_common_shape(column), dim=0))
         elif all(v == first for v in column):
             out.append(first)
         else:
             raise ValueError(f"cat_states: non-tensor leaf {i} differs between states: {column}")
     return pytree.tree_unflatten(out, spec)
+
+
+def _pad_to_common_shape(tensors: list[Tensor]) -> list[Tensor]:
+    """Zero-pad tensors of equal rank at the end of every dimension after the first to the largest size."""
+    shape = [max(t.shape[d] for t in tensors) for d in range(1, tensors[0].dim())]
+    out = []
+    for t in tensors:
+        missing = [size - t.shape[d + 1] for d, size in enumerate(shape)]
+        if any(missing):
+            pad = [p for m in reversed(missing) for p in (0, m)]  # F.pad order: last dim first
+            t = torch.nn.functional.pad(t, pad)
+        out.append(t)
+    return out
 
 
 def state_batch_size(state: State) -> int | None:

@@ -1,0 +1,258 @@
+"""Memo: a transformer that writes periodic summary tokens and remembers only those (DESIGN.md s4).
+
+Gupta et al. 2025. The stream is cut into segments of ``segment_length`` steps. At each segment's
+end ``summary_length`` learned queries are appended; their final-layer outputs (after the final
+norm) are the segment's summary. A step attends to the summaries of earlier segments and to the
+earlier steps of its own segment, never to raw steps of earlier segments. Positions follow the
+order tokens are produced: summary block b occupies positions ``b*l_sum .. b*l_sum + l_sum - 1``;
+the steps of the segment after block B start at ``B*l_sum`` and its queries follow the steps.
+Within each segment forward this is exactly "summaries first, then steps" (RoPE sees only
+relative positions).
+
+A new summary is *re-encoded*: passed through all layers as input tokens attending to the earlier
+summaries, and its keys/values are what later steps attend to (skipping this hurt in the paper).
+Re-encoding block by block equals re-running the whole summary prefix at every segment, because
+summaries never attend to steps. The cache therefore holds the summaries' KV plus the current
+segment's KV: at most ``n_summaries * l_sum + l_seg`` tokens per env, whatever the trial length.
+
+Training (``forward_sequence`` in train mode) backpropagates through every summary of the sequence
+and, unless ``randomize_segments=False``, draws the segment length per call uniformly from
+``[0.8, 1.2] x segment_length`` (turning this off was clearly worse in the paper). Rollout
+(``step``) and eval mode use ``segment_length``.
+
+``window=W`` keeps only the newest W summary blocks (the bounded memory of streaming evaluation);
+``rmt`` is the same model with W = 1 always: only the newest summary block is carried.
+
+State (env dimension first): :class:`MemoState`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .base import MemoryCore, register_core
+from .recurrent import _as_bool
+from .transformer import (
+    KVSlots,
+    TransformerStack,
+    append_slots,
+    cat_slots,
+    compact,
+    held_tokens,
+    init_transformer_weights,
+    mask_slots,
+)
+
+
+class MemoState(NamedTuple):
+    """Memory of N envs: summary KV, current-segment KV and counters."""
+
+    memory: KVSlots  # the summaries' keys/values (pos = block * l_sum + j)
+    segment: KVSlots  # the current segment's steps
+    n_blocks: Tensor  # [N] long: summary blocks written since the trial began
+    seg_steps: Tensor  # [N] long: steps taken in the current segment
+
+
+def _index_slots(slots: KVSlots, idx: Tensor) -> KVSlots:
+    return KVSlots(slots.k[idx], slots.v[idx], slots.valid[idx], slots.pos[idx])
+
+
+class MemoCore(MemoryCore):
+    """Summary-token memory (``memory.core=memo``).
+
+    Args:
+        d_model: token width.
+        segment_length: steps per segment (``l_seg``).
+        summary_length: summary tokens per segment (``l_sum``).
+        n_layers, n_heads: transformer depth and heads.
+        window: keep only the newest W summary blocks (None: all, bounded by the trial).
+        randomize_segments: in training, draw the segment length per forward from
+            ``[0.8, 1.2] x segment_length``.
+        mlp_ratio: gated-MLP hidden width as a multiple of ``d_model``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        segment_length: int = 64,
+        summary_length: int = 8,
+        n_layers: int = 3,
+        n_heads: int = 4,
+        window: int | None = None,
+        randomize_segments: bool = True,
+        mlp_ratio: float = 4.0,
+    ) -> None:
+        super().__init__(d_model)
+        for name, value in (("segment_length", segment_length), ("summary_length", summary_length)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value!r}")
+        if window is not None and int(window) < 1:
+            raise ValueError(f"window must be >= 1 summary block or None, got {window!r}")
+        self.segment_length, self.summary_length = int(segment_length), int(summary_length)
+        self.window = None if window is None else int(window)
+        self.randomize_segments = bool(randomize_segments)
+        self.stack = TransformerStack(self.d_model, int(n_layers), int(n_heads), mlp_ratio)
+        self.queries = nn.Parameter(torch.zeros(self.summary_length, self.d_model))  # [l_sum, d]
+        init_transformer_weights(self, int(n_layers))
+
+    # -- state ----------------------------------------------------------------------------------
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> MemoState:
+        zeros = torch.zeros(batch_size, dtype=torch.long, device=device)
+        return MemoState(
+            self.stack.empty_slots(batch_size, device), self.stack.empty_slots(batch_size, device), zeros, zeros.clone()
+        )
+
+    def reset_state(self, state: MemoState, resets: Tensor | None) -> MemoState:
+        if resets is None:
+            return state
+        keep = ~resets.to(torch.bool)  # [N]
+        if bool(keep.all()):
+            return state
+        return MemoState(
+            compact(mask_slots(state.memory, keep.unsqueeze(1))),
+            compact(mask_slots(state.segment, keep.unsqueeze(1))),
+            state.n_blocks * keep,
+            state.seg_steps * keep,
+        )
+
+    def cached_tokens(self, state: MemoState) -> int:
+        """Most tokens any env holds (summary tokens + current-segment steps)."""
+        if state.memory.valid.shape[0] == 0:
+            return 0
+        return int((held_tokens(state.memory) + held_tokens(state.segment)).max())
+
+    # -- forward --------------------------------------------------------------------------------
+    def _forward_segment_length(self) -> int:
+        if self.training and self.randomize_segments:
+            scale = 0.8 + 0.4 * torch.rand(()).item()  # uniform in [0.8, 1.2] (Memo, sec. 3)
+            return max(1, int(self.segment_length * scale))
+        return self.segment_length
+
+    def step(self, x: Tensor, state: MemoState, resets: Tensor | None) -> tuple[Tensor, MemoState]:
+        """``x [N, d]``, ``resets [N]`` -> ``y [N, d]``; writes a summary when a segment fills."""
+        N = x.shape[0]
+        state = self.reset_state(state, _as_bool(resets, (N,), x.device))
+        y, state = self._attend_steps(x.unsqueeze(1), state)  # [N, d] -> [N, 1, d]
+        done = state.seg_steps >= self.segment_length
+        if bool(done.any()):
+            state = self._write_summary(state, done)
+        return y.squeeze(1), state  # [N, 1, d] -> [N, d]
+
+    def forward_sequence(self, x: Tensor, state: MemoState, resets: Tensor | None) -> tuple[Tensor, MemoState]:
+        """``x [T, N, d]``, ``resets [T, N]`` -> ``y [T, N, d]``, state after step T-1.
+
+        Time is cut into chunks inside which every env stays within one segment and no env
+        resets; each chunk is one batched pass, and summaries are written at chunk ends.
+        """
+        T, N = x.shape[:2]
+        resets = _as_bool(resets, (T, N), x.device)
+        if T == 0:
+            return x, state
+        seg_len = self._forward_segment_length()
+        completes = self._segment_ends(state.seg_steps, resets, seg_len)  # [T, N] bool, numpy
+        cuts = set(np.nonzero(resets[1:].any(dim=1).cpu().numpy())[0] + 1)
+        cuts.update(np.nonzero(completes.any(axis=1))[0] + 1)
+        bounds = [0, *sorted(int(c) for c in cuts if 0 < c < T), T]
+        completes_t = torch.as_tensor(completes, device=x.device)
+        ys = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            state = self.reset_state(state, resets[a])
+            y, state = self._attend_steps(x[a:b].transpose(0, 1), state)  # [C, N, d] -> [N, C, d]
+            ys.append(y)
+            done = completes_t[b - 1]
+            if bool(done.any()):
+                state = self._write_summary(state, done)
+        return torch.cat(ys, dim=1).transpose(0, 1), state  # [N, T, d] -> [T, N, d]
+
+    @staticmethod
+    def _segment_ends(seg_steps: Tensor, resets: Tensor, seg_len: int) -> np.ndarray:
+        """``[T, N]``: True where env n's segment fills at step t (a summary is written after it)."""
+        steps = seg_steps.cpu().numpy().copy()
+        resets_np = resets.cpu().numpy()
+        ends = np.zeros(resets_np.shape, dtype=bool)
+        for t in range(resets_np.shape[0]):
+            steps = np.where(resets_np[t], 0, steps) + 1
+            ends[t] = steps >= seg_len
+            steps[ends[t]] = 0
+        return ends
+
+    def _attend_steps(self, x: Tensor, state: MemoState) -> tuple[Tensor, MemoState]:
+        """A chunk of steps ``x [N, C, d]`` inside each env's current segment -> ``y [N, C, d]``."""
+        C = x.shape[1]
+        offsets = torch.arange(C, device=x.device)
+        positions = (state.n_blocks * self.summary_length + state.seg_steps).unsqueeze(1) + offsets  # [N, C]
+        y, k, v = self.stack.run(x, positions, cat_slots(state.memory, state.segment))
+        valid = torch.ones_like(positions, dtype=torch.bool)
+        segment = append_slots(state.segment, k, v, valid, positions)
+        return y, state._replace(segment=segment, seg_steps=state.seg_steps + C)
+
+    def summarize_segment(self, memory: KVSlots, segment: KVSlots, n_blocks: Tensor, seg_steps: Tensor) -> Tensor:
+        """The summary ``[n, l_sum, d]`` of the given envs' current segments (queries after the steps)."""
+        n = n_blocks.shape[0]
+        offsets = torch.arange(self.summary_length, device=n_blocks.device)
+        positions = (n_blocks * self.summary_length + seg_steps).unsqueeze(1) + offsets  # [n, l_sum]
+        queries = self.queries.unsqueeze(0).expand(n, -1, -1)  # [l_sum, d] -> [n, l_sum, d]
+        summary, _, _ = self.stack.run(queries, positions, cat_slots(memory, segment))
+        return summary
+
+    def _write_summary(self, state: MemoState, done: Tensor) -> MemoState:
+        """Summarise, re-encode and store the segments of the envs where ``done [N]``; clear those segments."""
+        N = done.shape[0]
+        everyone = bool(done.all())
+        idx = None if everyone else torch.nonzero(done).squeeze(1)
+        pick = (lambda s: s) if everyone else (lambda s: _index_slots(s, idx))  # noqa: E731
+        memory, segment = pick(state.memory), pick(state.segment)
+        n_blocks = state.n_blocks if everyone else state.n_blocks[idx]
+        seg_steps = state.seg_steps if everyone else state.seg_steps[idx]
+
+        summary = self.summarize_segment(memory, segment, n_blocks, seg_steps)  # [n, l_sum, d]
+        offsets = torch.arange(self.summary_length, device=done.device)
+        positions = (n_blocks * self.summary_length).unsqueeze(1) + offsets  # [n, l_sum]
+        _, k, v = self.stack.run(summary, positions, memory)  # re-encode: attends to earlier summaries only
+        if not everyone:  # scatter the n new blocks into N-env columns (other envs: invalid slots)
+            k = k.new_zeros((N, *k.shape[1:])).index_copy(0, idx, k)
+            v = v.new_zeros((N, *v.shape[1:])).index_copy(0, idx, v)
+            positions = positions.new_zeros((N, self.summary_length)).index_copy(0, idx, positions)
+        valid = done.unsqueeze(1).expand(N, self.summary_length)  # [N] -> [N, l_sum]
+        memory = append_slots(state.memory, k, v, valid, positions)
+        n_blocks = state.n_blocks + done.long()
+        if self.window is not None:  # keep the newest W blocks: positions >= (n_blocks - W) * l_sum
+            oldest = (n_blocks - self.window).clamp_min(0) * self.summary_length
+            memory = mask_slots(memory, memory.pos >= oldest.unsqueeze(1))
+        segment = mask_slots(state.segment, ~done.unsqueeze(1))
+        return MemoState(compact(memory), compact(segment), n_blocks, state.seg_steps * ~done)
+
+    def extra_repr(self) -> str:
+        return (
+            f"d_model={self.d_model}, segment_length={self.segment_length}, summary_length={self.summary_length}, "
+            f"n_layers={self.stack.n_layers}, n_heads={self.stack.n_heads}, window={self.window}, "
+            f"randomize_segments={self.randomize_segments}"
+        )
+
+
+class RMTCore(MemoCore):
+    """Recurrent Memory Transformer baseline (``memory.core=rmt``): Memo keeping only the newest
+    summary block (Bulatov et al. 2022), in training and rollout alike."""
+
+    def __init__(
+        self,
+        d_model: int,
+        segment_length: int = 64,
+        summary_length: int = 8,
+        n_layers: int = 3,
+        n_heads: int = 4,
+        randomize_segments: bool = True,
+        mlp_ratio: float = 4.0,
+    ) -> None:
+        super().__init__(
+            d_model, segment_length, summary_length, n_layers, n_heads, window=1,
+            randomize_segments=randomize_segments, mlp_ratio=mlp_ratio,
+        )
+
+
+register_core("memo", MemoCore)
+register_core("rmt", RMTCore)

@@ -1,0 +1,243 @@
+"""Shared transformer machinery for the attention cores (memo, rmt, fct, trxl).
+
+- :class:`DecoderBlock`: pre-norm block (RMSNorm -> attention -> residual, RMSNorm -> gated MLP
+  -> residual), LLaMA style as in Memo's reference model, with rotary position embeddings (RoPE)
+  and attention through ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels on GPU).
+- :class:`KVSlots`: a per-env key/value cache kept as *slots* with a validity mask and the position
+  of each slot. Appending is a concatenation and clearing is a mask update, so the cache works the
+  same under autograd (training) and in rollout, and envs may be at different points of their trials
+  (their caches are never aligned by index, only by the mask). :func:`compact` moves each env's
+  valid slots to the front and trims the shared width to the longest env.
+- :class:`TransformerStack`: the blocks plus the final norm; ``run`` processes a chunk of new tokens
+  for N envs attending to the cached slots and to each other causally, returning the outputs and
+  the chunk's keys/values for every layer.
+
+Causality is expressed through positions only: query i may attend key j iff the slot is valid and
+``pos[j] <= pos[i]`` (and, with a positional window W, ``pos[i] - pos[j] < W``). Every caller keeps
+positions strictly increasing in the order tokens are produced, so this is the causal mask.
+
+Shapes: N envs, C new tokens, P cached slots, L layers, H heads, dh head width, d model width.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class KVSlots(NamedTuple):
+    """Cached keys/values of N envs, all layers; slots may be invalid (cleared) and are unordered.
+
+    Keys are stored already rotated (RoPE at their own position), so a cached key never needs
+    recomputation when newer tokens arrive.
+    """
+
+    k: Tensor  # [N, L, H, P, dh]
+    v: Tensor  # [N, L, H, P, dh]
+    valid: Tensor  # [N, P] bool
+    pos: Tensor  # [N, P] long: the position each slot's token was encoded at
+
+    @property
+    def width(self) -> int:
+        return self.valid.shape[1]
+
+
+def empty_slots(batch_size: int, n_layers: int, n_heads: int, head_dim: int, device, dtype) -> KVSlots:
+    """A cache with zero slots for ``batch_size`` envs."""
+    kv_shape = (batch_size, n_layers, n_heads, 0, head_dim)
+    return KVSlots(
+        torch.zeros(kv_shape, device=device, dtype=dtype),
+        torch.zeros(kv_shape, device=device, dtype=dtype),
+        torch.zeros(batch_size, 0, dtype=torch.bool, device=device),
+        torch.zeros(batch_size, 0, dtype=torch.long, device=device),
+    )
+
+
+def append_slots(slots: KVSlots, k: Tensor, v: Tensor, valid: Tensor, pos: Tensor) -> KVSlots:
+    """Append C slots per env: ``k, v [N, L, H, C, dh]``, ``valid, pos [N, C]``."""
+    return KVSlots(
+        torch.cat([slots.k, k], dim=3),
+        torch.cat([slots.v, v], dim=3),
+        torch.cat([slots.valid, valid], dim=1),
+        torch.cat([slots.pos, pos], dim=1),
+    )
+
+
+def cat_slots(a: KVSlots, b: KVSlots) -> KVSlots:
+    """Both caches side by side (slot order does not matter to attention)."""
+    return append_slots(a, b.k, b.v, b.valid, b.pos)
+
+
+def mask_slots(slots: KVSlots, keep: Tensor) -> KVSlots:
+    """Invalidate the slots where ``keep [N, P]`` (or ``[N, 1]``) is False."""
+    return slots._replace(valid=slots.valid & keep)
+
+
+def compact(slots: KVSlots, force: bool = False) -> KVSlots:
+    """Move each env's valid slots to the front (keeping their order) and trim to the longest env.
+
+    Costs one host sync. Without ``force`` it only rewrites the cache when at least a quarter of
+    the width is free in every env (so appending one token per step stays amortised O(1)).
+    """
+    width = slots.width
+    if width == 0:
+        return slots
+    longest = int(slots.valid.sum(dim=1).max())
+    if longest == width or (not force and longest > 0.75 * width):
+        return slots
+    if bool(slots.valid[:, :longest].all()):  # already packed (envs in lockstep): just trim
+        order = None
+    else:
+        order = torch.argsort((~slots.valid).to(torch.int8), dim=1, stable=True)[:, :longest]  # [N, longest]
+    if order is None:
+        return KVSlots(slots.k[:, :, :, :longest], slots.v[:, :, :, :longest], slots.valid[:, :longest], slots.pos[:, :longest])
+    N, L, H, _, dh = slots.k.shape
+    kv_index = order.view(N, 1, 1, longest, 1).expand(N, L, H, longest, dh)  # [N, P'] -> [N, L, H, P', dh]
+    return KVSlots(
+        slots.k.gather(3, kv_index),
+        slots.v.gather(3, kv_index),
+        slots.valid.gather(1, order),
+        slots.pos.gather(1, order),
+    )
+
+
+def held_tokens(slots: KVSlots) -> Tensor:
+    """Valid slots per env ``[N]``."""
+    return slots.valid.sum(dim=1)
+
+
+# ----------------------------------------------------------------------------- blocks
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (Su et al. 2021), half-split layout, applied per token position."""
+
+    def __init__(self, head_dim: int, base: float = 10000.0) -> None:
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"head width must be even for RoPE, got {head_dim}")
+        inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, x: Tensor, positions: Tensor) -> Tensor:
+        """Rotate ``x [N, H, C, dh]`` by ``positions [N, C]``."""
+        angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq  # [N, C, dh/2]
+        cos = angles.cos().unsqueeze(1).to(x.dtype)  # [N, 1, C, dh/2]
+        sin = angles.sin().unsqueeze(1).to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class GatedMLP(nn.Module):
+    """SwiGLU feed-forward: ``W2 (silu(W1 x) * W3 x)``."""
+
+    def __init__(self, d_model: int, hidden: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(d_model, hidden, bias=False)
+        self.up = nn.Linear(d_model, hidden, bias=False)
+        self.down = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm decoder block attending to cached slots plus the chunk itself."""
+
+    def __init__(self, d_model: int, n_heads: int, mlp_hidden: int) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model {d_model} must be divisible by n_heads {n_heads}")
+        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self.attn_norm = nn.RMSNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+        self.mlp_norm = nn.RMSNorm(d_model)
+        self.mlp = GatedMLP(d_model, mlp_hidden)
+
+    def forward(
+        self, h: Tensor, rope: RotaryEmbedding, positions: Tensor, past_k: Tensor, past_v: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``h [N, C, d]``, ``positions [N, C]``, ``past_k/v [N, H, P, dh]``, ``mask [N, 1, C, P + C]``.
+
+        Returns the new ``h [N, C, d]`` and the chunk's rotated keys and values ``[N, H, C, dh]``.
+        """
+        N, C, d = h.shape
+        q, k, v = self.qkv(self.attn_norm(h)).split(d, dim=-1)  # 3 x [N, C, d]
+        q, k, v = (t.view(N, C, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # [N, H, C, dh]
+        q, k = rope(q, positions), rope(k, positions)
+        keys = torch.cat([past_k, k], dim=2)  # [N, H, P + C, dh]
+        values = torch.cat([past_v, v], dim=2)
+        att = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # [N, H, C, dh]
+        h = h + self.out(att.transpose(1, 2).reshape(N, C, d))  # [N, H, C, dh] -> [N, C, d]
+        h = h + self.mlp(self.mlp_norm(h))
+        return h, k, v
+
+
+class TransformerStack(nn.Module):
+    """``n_layers`` decoder blocks and a final RMSNorm, run chunk by chunk against a KV cache."""
+
+    def __init__(self, d_model: int, n_layers: int, n_heads: int, mlp_ratio: float = 4.0, rope_base: float = 10000.0):
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers!r}")
+        if n_heads < 1 or d_model % n_heads:
+            raise ValueError(f"n_heads must divide d_model={d_model}, got {n_heads!r}")
+        self.n_layers, self.n_heads, self.head_dim = n_layers, n_heads, d_model // n_heads
+        mlp_hidden = max(1, int(round(mlp_ratio * d_model)))
+        self.blocks = nn.ModuleList(DecoderBlock(d_model, n_heads, mlp_hidden) for _ in range(n_layers))
+        self.final_norm = nn.RMSNorm(d_model)
+        self.rope = RotaryEmbedding(self.head_dim, rope_base)
+
+    def empty_slots(self, batch_size: int, device, dtype=None) -> KVSlots:
+        dtype = dtype or self.final_norm.weight.dtype
+        return empty_slots(batch_size, self.n_layers, self.n_heads, self.head_dim, device, dtype)
+
+    def run(
+        self, x: Tensor, positions: Tensor, past: KVSlots, window: int | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Process a chunk of C new tokens per env.
+
+        Args:
+            x: ``[N, C, d]`` input tokens.
+            positions: ``[N, C]`` their positions (greater than every valid cached position they may see).
+            past: cached slots the chunk attends to (``pos <= own position``, valid only).
+            window: if set, a query at position p sees keys at positions > p - window only.
+
+        Returns:
+            ``y [N, C, d]`` (after the final norm) and the chunk's keys and values
+            ``[N, L, H, C, dh]`` for appending to a cache.
+        """
+        key_pos = torch.cat([past.pos, positions], dim=1)  # [N, P + C]
+        key_valid = torch.cat([past.valid, torch.ones_like(positions, dtype=torch.bool)], dim=1)
+        rel = positions.unsqueeze(2) - key_pos.unsqueeze(1)  # [N, C, P + C]: query pos - key pos
+        allowed = key_valid.unsqueeze(1) & (rel >= 0)
+        if window is not None:
+            allowed = allowed & (rel < window)
+        mask = allowed.unsqueeze(1)  # [N, 1, C, P + C], broadcast over heads
+        h, ks, vs = x, [], []
+        for layer, block in enumerate(self.blocks):
+            h, k, v = block(h, self.rope, positions, past.k[:, layer], past.v[:, layer], mask)
+            ks.append(k)
+            vs.append(v)
+        return self.final_norm(h), torch.stack(ks, dim=1), torch.stack(vs, dim=1)  # k, v [N, L, H, C, dh]
+
+
+def reset_free_cuts(resets: Tensor, extra_cuts: list[int] | None = None) -> list[int]:
+    """Chunk boundaries ``[0, ..., T]``: a cut before every step where any env resets, plus ``extra_cuts``."""
+    T = resets.shape[0]
+    cuts = set(torch.nonzero(resets[1:].any(dim=1)).flatten().add(1).tolist())  # one host sync
+    cuts.update(c for c in (extra_cuts or []) if 0 < c < T)
+    return [0, *sorted(cuts), T]
+
+
+def init_transformer_weights(module: nn.Module, n_layers: int) -> None:
+    """GPT-2 style init: N(0, 0.02) for linear layers, output projections scaled by 1/sqrt(2 L)."""
+    for name, p in module.named_parameters():
+        if p.dim() < 2:
+            continue
+        std = 0.02 / (2 * n_layers) ** 0.5 if name.endswith(("out.weight", "down.weight")) else 0.02
+        nn.init.normal_(p, mean=0.0, std=std)
