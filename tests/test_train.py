@@ -17,7 +17,9 @@ from memo_rl.checkpoint import list_checkpoints, load_checkpoint
 from memo_rl.cli import main
 from memo_rl.config import build_config
 from memo_rl.logging import TIMING_COLUMNS
+from memo_rl.ppo import compute_gae, ppo_update
 from memo_rl.train import Trainer
+from memo_rl.types import AgentInputs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,8 +66,13 @@ def test_same_seed_same_metrics_and_other_seed_differs(tmp_path, tiny):
     assert a != c
 
 
+TRANSFORMER = ["memory.n_layers=1", "memory.n_heads=2", "memory.segment_length=6", "memory.summary_length=2"]
+
+
 @pytest.mark.parametrize("core,agent", [("none", []), ("gru", []), ("lstm", []),
-                                        ("gru", ["agent.core_skip=true", "agent.head_hidden=8"])])
+                                        ("gru", ["agent.core_skip=true", "agent.head_hidden=8"]),
+                                        ("memo", TRANSFORMER), ("rmt", TRANSFORMER), ("fct", TRANSFORMER[:2]),
+                                        ("trxl", [*TRANSFORMER[:2], "memory.window=5"])])
 def test_update_replays_rollout_exactly(tmp_path, tiny, core, agent):
     """Before any gradient step, replaying the stored sequences from the stored memory snapshots
     gives the log-probs and values the rollout computed (resets fall inside the rollout)."""
@@ -88,6 +95,43 @@ def test_update_replays_rollout_exactly(tmp_path, tiny, core, agent):
     assert storage.dones[39].all() and not storage.dones[:39].any()
     assert (storage.truncation_values[39] != 0).all()
     assert (storage.truncation_values[:39] == 0).all()
+
+
+@pytest.mark.parametrize("core,agent", [("memo", TRANSFORMER), ("fct", TRANSFORMER[:2]), ("gru", [])])
+def test_memory_is_rebuilt_with_the_new_weights_after_each_update(tmp_path, tiny, core, agent):
+    """After an update the memory carried on equals what the *updated* agent would hold had it
+    stepped through the whole trial so far; without the rebuild it would act on stale memory."""
+    cfg = build_config(None, [*tiny, f"memory.core={core}", *agent, "ppo.rollout_length=16", "ppo.lr=0.01"])
+    trainer = Trainer(cfg, tmp_path)  # trials of 40 steps: two rollouts stay inside the first trial
+    seen_inputs, seen_resets = [], []
+    for _ in range(2):
+        trainer.collect()
+        st = trainer.storage
+        seen_inputs.append(AgentInputs(st.obs.clone(), st.prev_actions.clone(), st.prev_rewards.clone(),
+                                       st.episode_starts.clone()))
+        seen_resets.append(st.resets.clone())
+        advantages, returns = compute_gae(st.rewards, st.values, st.dones, trainer.bootstrap_values(),
+                                          st.truncation_values, cfg.ppo.gamma, cfg.ppo.gae_lambda)
+        ppo_update(trainer.agent, trainer.optimizer, st, advantages, returns, cfg.ppo)
+        stale = trainer.carry.memory
+        trainer.refresh_memory()
+    assert len(trainer.history.chunks) == 2  # the trial began in the first rollout
+    agent, carry = trainer.agent.eval(), trainer.carry
+    with torch.no_grad():
+        state = agent.initial_state(4, "cpu")
+        for inputs, resets in zip(seen_inputs, seen_resets):
+            for t in range(16):
+                state = agent.step(AgentInputs(*(x[t] for x in inputs)), state, resets[t]).state
+        rebuilt = agent.step(carry.inputs, carry.memory, carry.resets)
+        reference = agent.step(carry.inputs, state, carry.resets)
+        old = agent.step(carry.inputs, stale, carry.resets)
+    torch.testing.assert_close(rebuilt.logits, reference.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(rebuilt.values, reference.values, atol=1e-5, rtol=0)
+    assert (old.values - reference.values).abs().max() > 1e-4
+    # the third rollout (steps 32-47) holds the next trial's start for every env: older ones go
+    trainer.collect()
+    trainer.refresh_memory()
+    assert len(trainer.history.chunks) == 1
 
 
 def test_resume_after_sigkill_continues_exactly(tmp_path, tiny):
@@ -113,6 +157,22 @@ def test_resume_after_sigkill_continues_exactly(tmp_path, tiny):
     assert main(["train", *common, total, f"run.dir={run_dir}", "run.resume=true"]) == 0
     assert read_metrics(run_dir) == read_metrics(tmp_path / "straight")
     assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 1920
+
+
+@pytest.mark.parametrize("core", ["memo", "fct"])
+def test_transformer_run_resumes_exactly(tmp_path, tiny, core):
+    """A run stopped at a checkpoint and resumed matches an uninterrupted one row for row (memory
+    caches, the trial history used to rebuild them and the RNG all travel in the checkpoint)."""
+    common = [*tiny, f"memory.core={core}", *TRANSFORMER[:2], "ppo.lr_schedule=constant", "ppo.sequence_length=16",
+              "run.log_interval=1"]
+    if core == "memo":
+        common += TRANSFORMER[2:]
+    assert main(["train", *common, "train.total_steps=384", f"run.dir={tmp_path / 'straight'}"]) == 0
+    split = tmp_path / "split"
+    assert main(["train", *common, "train.total_steps=192", f"run.dir={split}"]) == 0
+    assert main(["train", *common, "train.total_steps=384", f"run.dir={split}", "run.resume=true"]) == 0
+    assert read_metrics(split) == read_metrics(tmp_path / "straight")
+    assert float(read_metrics(split)[-1]["cached_tokens"]) > 0
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path, tiny):
@@ -169,6 +229,9 @@ def test_existing_run_is_never_touched_by_bad_input(tmp_path, tiny, capsys, extr
         (["quickstart", "extra"], "unexpected argument 'extra'"),
         (["ppo.epochs=many"], "bad value 'many' for 'ppo.epochs'"),
         (["memory.n_layer=2"], "did you mean 'memory.n_layers'?"),
+        (["memory.core=memo", "memory.n_heads=3"], "memory core 'memo' with agent.d_model=128: n_heads must divide"),
+        (["memory.core=memo", "memory.window=0"], "bad value 0 for 'memory.window': must be >= 1"),
+        (["memory.core=trxl", "memory.mlp_ratio=-1"], "bad value -1.0 for 'memory.mlp_ratio': must be > 0"),
     ],
 )
 def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, args, message):

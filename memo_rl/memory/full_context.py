@@ -85,7 +85,7 @@ class FullContextCore(MemoryCore):
         cache = append_slots(state.cache, k, v, torch.ones_like(positions, dtype=torch.bool), positions)
         n_steps = state.n_steps + C
         if self.window is not None:  # keep the newest W steps
-            cache = compact(mask_slots(cache, cache.pos >= (n_steps - self.window).unsqueeze(1)))
+            cache = compact(mask_slots(cache, cache.pos >= (n_steps - self.window).unsqueeze(1)), force=True)
         return y, FCTState(cache, n_steps)
 
     def step(self, x: Tensor, state: FCTState, resets: Tensor | None) -> tuple[Tensor, FCTState]:

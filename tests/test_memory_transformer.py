@@ -1,0 +1,255 @@
+"""Behavioural tests of the attention cores (memo, rmt, fct, trxl) against the memory-core API."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from memo_rl.memory import MemoCore, MemoryCore, build_memory_core, cat_states, index_state
+from memo_rl.memory.transformer import KVSlots, compact
+
+torch.set_num_threads(1)
+
+D = 16
+SEG, SUM = 8, 2
+CASES = {
+    "memo": ("memo", dict(segment_length=SEG, summary_length=SUM, n_layers=2, n_heads=2)),
+    "memo_w2": ("memo", dict(segment_length=SEG, summary_length=SUM, n_layers=2, n_heads=2, window=2)),
+    "rmt": ("rmt", dict(segment_length=SEG, summary_length=SUM, n_layers=2, n_heads=2)),
+    "fct": ("fct", dict(n_layers=2, n_heads=2)),
+    "fct_w10": ("fct", dict(n_layers=2, n_heads=2, window=10)),
+    "trxl": ("trxl", dict(n_layers=2, n_heads=2, window=10, segment_length=12)),
+}
+
+
+def make(case: str, train: bool = False) -> MemoryCore:
+    torch.manual_seed(0)
+    name, options = CASES[case]
+    core = build_memory_core(name, D, **options)
+    return core.train(train)
+
+
+def data(T: int, N: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``[T, N, D]`` and resets ``[T, N]``: every env starts at 0, envs reset at different times."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(T, N, D, generator=g)
+    resets = torch.zeros(T, N, dtype=torch.bool)
+    resets[0] = True
+    for n, t in enumerate([None, 19, 30, 45][:N]):
+        if t is not None and t < T:
+            resets[t, n] = True
+    return x, resets
+
+
+def run_steps(core: MemoryCore, x, resets, state=None):
+    state = core.initial_state(x.shape[1], x.device) if state is None else state
+    ys = []
+    for t in range(x.shape[0]):
+        y, state = core.step(x[t], state, resets[t])
+        ys.append(y)
+    return torch.stack(ys), state
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@torch.no_grad()
+def test_step_matches_forward_sequence_across_segments_and_resets(case):
+    core = make(case)
+    x, resets = data(60, 4)  # 7+ segments of 8 steps, resets out of phase with the segments
+    y_steps, s_steps = run_steps(core, x, resets)
+    y_seq, s_seq = core.forward_sequence(x, core.initial_state(4, "cpu"), resets)
+    torch.testing.assert_close(y_seq, y_steps, atol=1e-4, rtol=0)
+    # forward_sequence in pieces (a cut mid-segment) equals the whole, and the states continue alike
+    y_a, s_a = core.forward_sequence(x[:27], core.initial_state(4, "cpu"), resets[:27])
+    y_b, s_b = core.forward_sequence(x[27:], s_a, resets[27:])
+    torch.testing.assert_close(torch.cat([y_a, y_b]), y_steps, atol=1e-4, rtol=0)
+    x_next, no_reset = torch.randn(5, 4, D), torch.zeros(5, 4, dtype=torch.bool)
+    for state in (s_seq, s_b):
+        y_next, _ = core.forward_sequence(x_next, state, no_reset)
+        y_ref, _ = run_steps(core, x_next, no_reset, s_steps)
+        torch.testing.assert_close(y_next, y_ref, atol=1e-4, rtol=0)
+    assert core.cached_tokens(s_seq) == core.cached_tokens(s_steps) > 0
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("train", [False, True])
+def test_causality(case, train):
+    """Perturbing the input at t moves no output before t (and does move outputs from t on)."""
+    core = make(case, train)
+    x, resets = data(40, 2)
+    resets[:] = False
+    resets[0] = True
+    for t in (5, 8, 23):
+        torch.manual_seed(7)  # same random segment length in both training forwards
+        y, _ = core.forward_sequence(x, core.initial_state(2, "cpu"), resets)
+        x2 = x.clone()
+        x2[t] += torch.randn(2, D)
+        torch.manual_seed(7)
+        y2, _ = core.forward_sequence(x2, core.initial_state(2, "cpu"), resets)
+        assert torch.equal(y[:t], y2[:t])
+        assert not torch.allclose(y[t], y2[t])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@torch.no_grad()
+def test_reset_isolates_trials(case):
+    """After a reset an env's outputs equal a fresh core's on the same inputs; other envs are untouched."""
+    core = make(case)
+    x, _ = data(50, 3)
+    resets = torch.zeros(50, 3, dtype=torch.bool)
+    resets[0] = True
+    resets[21, 1] = True
+    y, _ = core.forward_sequence(x, core.initial_state(3, "cpu"), resets)
+    fresh, _ = core.forward_sequence(x[21:, 1:2], core.initial_state(1, "cpu"), None)
+    torch.testing.assert_close(y[21:, 1:2], fresh, atol=1e-5, rtol=0)
+    alone, _ = core.forward_sequence(x[:, ::2], core.initial_state(2, "cpu"), resets[:, ::2])
+    torch.testing.assert_close(y[:, ::2], alone, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_memo_bottleneck_later_segments_see_raw_steps_only_through_the_summary():
+    """Changing raw steps of segment 0 moves later outputs only through segment 0's summary:
+    with that summary held fixed, outputs after segment 0 do not move at all."""
+    core = make("memo")
+    x, _ = data(40, 2)
+    x2 = x.clone()
+    x2[2:6] += 3.0 * torch.randn(4, 2, D)  # raw steps inside segment 0 (steps 0-7)
+
+    y, _ = core.forward_sequence(x, core.initial_state(2, "cpu"), None)
+    y2_free, _ = core.forward_sequence(x2, core.initial_state(2, "cpu"), None)
+    assert (y[SEG:] - y2_free[SEG:]).abs().max() > 1e-5  # information does flow forward
+
+    recorded = []
+    original = core.summarize_segment
+    core.summarize_segment = lambda *a: recorded.append(original(*a)) or recorded[-1]
+    core.forward_sequence(x, core.initial_state(2, "cpu"), None)
+    replay = iter(recorded)
+    core.summarize_segment = lambda *a: next(replay)  # perturbed run, summaries of the clean run
+    y2_fixed, _ = core.forward_sequence(x2, core.initial_state(2, "cpu"), None)
+    assert not torch.allclose(y[2:SEG], y2_fixed[2:SEG])  # segment 0 itself does change
+    assert torch.equal(y2_fixed[SEG:], y[SEG:])
+
+
+@pytest.mark.parametrize("case", ["memo", "rmt", "fct"])
+def test_training_backpropagates_through_every_summary(case):
+    """A loss on the last step reaches the first step's input (through all summaries for memo/rmt)."""
+    core = make(case, train=True)
+    x, _ = data(48, 2)
+    x.requires_grad_(True)
+    y, _ = core.forward_sequence(x, core.initial_state(2, "cpu"), None)
+    y[-1].sum().backward()
+    assert x.grad[0].abs().sum() > 0
+
+
+def test_trxl_stops_gradients_into_the_cache_but_not_the_forward():
+    core = make("trxl", train=True)  # window 10, cache detached every 12 steps
+    x, _ = data(30, 1)
+    x.requires_grad_(True)
+    y, _ = core.forward_sequence(x, core.initial_state(1, "cpu"), None)
+    y[26].sum().backward()  # step 26 sees steps 16-26; 16-23 sit in the cache detached at step 24
+    assert x.grad[24:27].abs().sum() > 0
+    assert x.grad[:24].abs().sum() == 0
+    with torch.no_grad():
+        x2 = x.detach().clone()
+        x2[18] += 1.0
+        y2, _ = core.forward_sequence(x2, core.initial_state(1, "cpu"), None)
+    assert not torch.allclose(y[26], y2[26])  # ... although the cached steps do shape the output
+
+
+def test_memo_randomizes_segment_length_in_training_only():
+    T = 200
+    x, _ = data(T, 1)
+    lengths = set()
+    core = make("memo", train=True)
+    core.segment_length = 20
+    with torch.no_grad():
+        for seed in range(12):
+            torch.manual_seed(seed)
+            _, state = core.forward_sequence(x, core.initial_state(1, "cpu"), None)
+            n_blocks, tail = int(state.n_blocks), int(state.seg_steps)
+            lengths.add((T - tail) // n_blocks)
+        assert len(lengths) > 2 and all(16 <= s <= 24 for s in lengths)
+        core.randomize_segments = False
+        _, state = core.forward_sequence(x, core.initial_state(1, "cpu"), None)
+        assert int(state.n_blocks) == 10
+        core.randomize_segments = True
+        core.eval()
+        _, state = core.forward_sequence(x, core.initial_state(1, "cpu"), None)
+        assert int(state.n_blocks) == 10
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("window", [None, 3])
+def test_streaming_memo_memory_stays_bounded_over_20000_steps(window):
+    torch.manual_seed(0)
+    seg, summ = 64, 4
+    core = MemoCore(8, segment_length=seg, summary_length=summ, n_layers=1, n_heads=1, window=window).eval()
+    state = core.initial_state(2, "cpu")
+    x = torch.randn(2, 8)
+    tightest = bound_gap = None
+    for t in range(20_000):
+        _, state = core.step(x, state, torch.tensor([t == 0, t == 0]))
+        n_summaries = int(state.n_blocks.max())
+        bound = (n_summaries if window is None else window) * summ + seg
+        held = core.cached_tokens(state)
+        allocated = state.memory.width + state.segment.width
+        assert held <= bound and allocated <= bound, (t, held, allocated, bound)
+        bound_gap = bound - held
+        tightest = bound_gap if tightest is None else min(tightest, bound_gap)
+    assert int(state.n_blocks.max()) == 20_000 // seg
+    assert tightest == 1  # the bound is reached up to the step that triggers a summary
+
+
+@torch.no_grad()
+def test_fct_window_bounds_the_cache_and_unbounded_fct_holds_the_trial():
+    core = make("fct_w10")
+    x, resets = data(40, 2)
+    resets[:] = False
+    resets[0] = True
+    _, state = run_steps(core, x, resets)
+    assert core.cached_tokens(state) == 10 and state.cache.width == 10
+    full = make("fct")
+    _, state = run_steps(full, x, resets)
+    assert full.cached_tokens(state) == 40
+
+
+@torch.no_grad()
+def test_states_with_different_cache_widths_concatenate_and_index():
+    """Storage snapshots taken at different times have different cache widths; cat pads them."""
+    core = make("memo")
+    x, resets = data(30, 2)
+    _, early = core.forward_sequence(x[:3], core.initial_state(2, "cpu"), resets[:3])
+    _, late = core.forward_sequence(x[:29], core.initial_state(2, "cpu"), resets[:29])
+    both = cat_states([early, late])
+    x_next = torch.randn(4, 4, D)
+    y_both, _ = core.forward_sequence(x_next, both, None)
+    y_early, _ = core.forward_sequence(x_next[:, :2], early, None)
+    y_late, _ = core.forward_sequence(x_next[:, 2:], index_state(both, slice(2, 4)), None)
+    y_late_ref, _ = core.forward_sequence(x_next[:, 2:], late, None)
+    torch.testing.assert_close(y_both[:, :2], y_early, atol=1e-5, rtol=0)
+    torch.testing.assert_close(y_late, y_late_ref, atol=1e-5, rtol=0)
+
+
+def test_compact_left_packs_valid_slots_per_env():
+    k = torch.arange(6.0).view(2, 1, 1, 3, 1).expand(2, 1, 1, 3, 1).clone()  # [N=2, L, H, P=3, dh]
+    valid = torch.tensor([[False, True, False], [True, False, True]])
+    pos = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    out = compact(KVSlots(k, k.clone(), valid, pos))
+    assert out.width == 2
+    assert out.valid.tolist() == [[True, False], [True, True]]
+    assert out.pos[0, 0] == 1 and out.pos[1].tolist() == [3, 5]
+    assert out.k[0, 0, 0, 0, 0] == 1 and out.k[1, 0, 0, :, 0].tolist() == [3.0, 5.0]
+
+
+@pytest.mark.parametrize(
+    "name,options,message",
+    [
+        ("memo", dict(segment_length=0), "segment_length must be >= 1"),
+        ("memo", dict(window=0), "window must be >= 1"),
+        ("fct", dict(n_heads=3), "n_heads must divide d_model=16"),
+        ("trxl", dict(window=None), "trxl needs a window"),
+        ("rmt", dict(window=2), "unknown option 'window' for memory core 'rmt'"),
+    ],
+)
+def test_bad_options_are_clear(name, options, message):
+    with pytest.raises(ValueError, match=message):
+        build_memory_core(name, D, **options)
