@@ -10,6 +10,9 @@ Groups (all run by default; ``--only`` picks some):
 - ``env``: our numba-batched gridworlds stepped with pre-generated random actions (1, 64 and
   4096 envs), against MiniGrid's Python ``MiniGrid-MemoryS13Random-v0`` (one env, symbolic
   observations). Target: >= 1000x at 4096 envs.
+- ``memory`` (:mod:`memo_rl.bench_memory`): memory-core step latency and cache size at trial
+  positions 1k-32k for gru, fct and memo (64 envs), and training tokens/s of every core.
+  Targets at 16k: FCT's cache >= 8x Memo's, Memo >= 4x faster per step; streaming Memo flat.
 - ``train``: end-to-end PPO training on Dark Key-to-Door (rollout + GAE + update), our ``none``,
   ``gru`` (and, for information, ``lstm``) agents against Stable-Baselines3 ``PPO("MlpPolicy")``
   and sb3-contrib ``RecurrentPPO("MlpLstmPolicy")`` with matched settings. Targets: gru >= 10x
@@ -116,6 +119,15 @@ class BenchOptions:
     """Minimum timed seconds per env measurement."""
     env_sizes: tuple[int, ...] = (1, 64, 4096)
     seed: int = 0
+    device: str = "cpu"
+    """Where the memory group runs (``auto``: CUDA when available)."""
+    memory_envs: int = 64
+    memory_positions: tuple[int, ...] = (1024, 4096, 16384, 32768)
+    """Trial positions (steps) at which the memory group times ``core.step``."""
+    memory_seconds: float = 10.0
+    """Time budget per memory measurement (at least 3 steps / 2 passes are always timed)."""
+    memory_train_batch: int = 16
+    memory_train_length: int = 256
 
 
 class Reporter:
@@ -568,6 +580,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="envs for the train group (default 16; 4 with --quick)")
     parser.add_argument("--train-steps", type=int, default=None, metavar="N",
                         help="env steps timed per training measurement (default 32768; 2 updates' worth with --quick)")
+    parser.add_argument("--device", default=None, metavar="DEV",
+                        help="device of the memory group: cpu (default), cuda, or auto")
 
 
 def _parse_groups(only: str | None) -> list[str]:
@@ -590,13 +604,18 @@ def options_from_args(ns: argparse.Namespace) -> BenchOptions:
             raise ConfigError(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
     if ns.quick:
         opts = BenchOptions(quick=True, train_envs=4, rollout_length=32, train_steps=128, recurrent_ppo_rollouts=1,
-                            env_seconds=0.1, env_sizes=(1, 64, 4096))
+                            env_seconds=0.1, env_sizes=(1, 64, 4096), memory_envs=4, memory_positions=(1024, 2048),
+                            memory_seconds=0.2, memory_train_batch=2, memory_train_length=64)
     else:
         opts = BenchOptions()
     if ns.train_envs is not None:
         opts.train_envs = ns.train_envs
     if ns.train_steps is not None:
         opts.train_steps = ns.train_steps
+    if getattr(ns, "device", None) is not None:
+        if ns.device not in ("auto", "cpu") and not ns.device.startswith("cuda"):
+            raise ConfigError(f"bad value '{ns.device}' for --device (choose from: auto, cpu, cuda, cuda:N)")
+        opts.device = ns.device
     return opts
 
 
@@ -678,4 +697,9 @@ def _argv_of(ns: argparse.Namespace) -> list[str]:
         args += ["--train-steps", str(ns.train_steps)]
     if ns.output is not None:
         args += ["--output", str(ns.output)]
+    if getattr(ns, "device", None) is not None:
+        args += ["--device", ns.device]
     return args
+
+
+from memo_rl import bench_memory  # noqa: E402, F401  (registers the memory group)

@@ -253,3 +253,19 @@ def test_compact_left_packs_valid_slots_per_env():
 def test_bad_options_are_clear(name, options, message):
     with pytest.raises(ValueError, match=message):
         build_memory_core(name, D, **options)
+
+
+@pytest.mark.parametrize("case", ["memo", "memo_w2", "rmt", "fct", "fct_w10", "trxl"])
+@torch.no_grad()
+def test_synthetic_state_has_the_shape_of_a_real_one(case):
+    """Benchmarks build states at far trial positions; they must match stepping there for real."""
+    core = make(case)
+    x = torch.randn(43, 2, D)
+    _, real = core.forward_sequence(x, core.initial_state(2, "cpu"), None)
+    fake = core.synthetic_state(2, 43, "cpu")
+    assert core.cached_tokens(fake) == core.cached_tokens(real)
+    for a, b in zip(torch.utils._pytree.tree_leaves(real), torch.utils._pytree.tree_leaves(fake)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+    assert torch.equal(torch.sort(real[0].pos, dim=1).values, torch.sort(fake[0].pos, dim=1).values)
+    y, _ = core.step(torch.randn(2, D), fake, None)  # and a step runs on it
+    assert y.shape == (2, D)

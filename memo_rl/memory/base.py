@@ -171,6 +171,14 @@ class MemoryCore(nn.Module, metaclass=ABCMeta):
         """Same as ``forward_sequence`` (so that module hooks and wrappers see the call)."""
         return self.forward_sequence(x, state, resets)
 
+    def synthetic_state(self, batch_size: int, position: int, device: torch.device | str | None = None) -> State:
+        """A state shaped like the memory after ``position`` steps of one trial (random contents).
+
+        For benchmarks of step latency and cache size at trial positions that would take too long
+        to reach by stepping. The default (fixed-size states) is ``initial_state``.
+        """
+        return self.initial_state(batch_size, device)
+
     def cached_tokens(self, state: State) -> int:
         """Tokens held in memory per env (0 for recurrent and stateless cores)."""
         return 0

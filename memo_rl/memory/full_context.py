@@ -71,6 +71,12 @@ class FullContextCore(MemoryCore):
             return state
         return FCTState(compact(mask_slots(state.cache, keep.unsqueeze(1))), state.n_steps * keep)
 
+    def synthetic_state(self, batch_size: int, position: int, device: torch.device | str | None = None) -> FCTState:
+        """The cache after ``position`` steps of a trial (the newest W steps when windowed)."""
+        held = position if self.window is None else min(position, self.window)
+        cache = self.stack.random_slots(batch_size, torch.arange(position - held, position), device)
+        return FCTState(cache, torch.full((batch_size,), int(position), dtype=torch.long, device=device))
+
     def cached_tokens(self, state: FCTState) -> int:
         if state.cache.valid.shape[0] == 0:
             return 0

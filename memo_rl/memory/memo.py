@@ -119,6 +119,16 @@ class MemoCore(MemoryCore):
             state.seg_steps * keep,
         )
 
+    def synthetic_state(self, batch_size: int, position: int, device: torch.device | str | None = None) -> MemoState:
+        """The cache after ``position`` steps of a trial: its summaries (newest W) plus the open segment."""
+        n_blocks, seg_steps = divmod(int(position), self.segment_length)
+        held = n_blocks if self.window is None else min(n_blocks, self.window)
+        first = (n_blocks - held) * self.summary_length
+        memory = self.stack.random_slots(batch_size, torch.arange(first, n_blocks * self.summary_length), device)
+        segment_pos = n_blocks * self.summary_length + torch.arange(seg_steps)
+        counts = torch.full((batch_size,), n_blocks, dtype=torch.long, device=device)
+        return MemoState(memory, self.stack.random_slots(batch_size, segment_pos, device), counts, torch.full_like(counts, seg_steps))
+
     def cached_tokens(self, state: MemoState) -> int:
         """Most tokens any env holds (summary tokens + current-segment steps)."""
         if state.memory.valid.shape[0] == 0:

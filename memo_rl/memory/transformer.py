@@ -56,6 +56,20 @@ def empty_slots(batch_size: int, n_layers: int, n_heads: int, head_dim: int, dev
     )
 
 
+def random_slots(
+    batch_size: int, n_layers: int, n_heads: int, head_dim: int, positions: Tensor, device, dtype
+) -> KVSlots:
+    """A full cache of random keys/values at ``positions [P]`` (shared by all envs), for benchmarks."""
+    P = positions.shape[0]
+    kv_shape = (batch_size, n_layers, n_heads, P, head_dim)
+    return KVSlots(
+        torch.randn(kv_shape, device=device, dtype=dtype),
+        torch.randn(kv_shape, device=device, dtype=dtype),
+        torch.ones(batch_size, P, dtype=torch.bool, device=device),
+        positions.to(device).unsqueeze(0).expand(batch_size, P).contiguous(),  # [P] -> [N, P]
+    )
+
+
 def append_slots(slots: KVSlots, k: Tensor, v: Tensor, valid: Tensor, pos: Tensor) -> KVSlots:
     """Append C slots per env: ``k, v [N, L, H, C, dh]``, ``valid, pos [N, C]``."""
     return KVSlots(
@@ -195,6 +209,10 @@ class TransformerStack(nn.Module):
     def empty_slots(self, batch_size: int, device, dtype=None) -> KVSlots:
         dtype = dtype or self.final_norm.weight.dtype
         return empty_slots(batch_size, self.n_layers, self.n_heads, self.head_dim, device, dtype)
+
+    def random_slots(self, batch_size: int, positions: Tensor, device) -> KVSlots:
+        dtype = self.final_norm.weight.dtype
+        return random_slots(batch_size, self.n_layers, self.n_heads, self.head_dim, positions, device, dtype)
 
     def run(
         self, x: Tensor, positions: Tensor, past: KVSlots, window: int | None = None
