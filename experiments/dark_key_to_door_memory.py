@@ -1,14 +1,17 @@
-"""Reproduce docs/results.md "Dark Key-to-Door: GRU vs memoryless".
+"""Reproduce docs/results.md "Dark Key-to-Door" comparisons of memory cores.
 
-Trains the ``gru`` and ``none`` agents with the same budget and seeds, plots the curves, then
-plays fresh trials with each final checkpoint and reports the mean trial return and the mean
-episode length by its index in the trial (shorter later episodes = the agent remembers):
+Trains the chosen agents (``--cores``, default ``gru none``; presets ``dark_key_to_door_<core>``)
+with the same budget and seeds, plots the curves, then plays fresh trials with each final
+checkpoint and reports the mean trial return, the mean episode length by its index in the trial
+(shorter later episodes = the agent remembers) and the tokens the memory holds at trial end:
 
     python experiments/dark_key_to_door_memory.py --seeds 0          # trains (about an hour on 2 cores)
     python experiments/dark_key_to_door_memory.py --seeds 0 --plot-only
     # the variant with rollouts spanning whole trials, 30M steps:
     python experiments/dark_key_to_door_memory.py --seeds 0 --tag r500 \
         --override ppo.rollout_length=500 train.total_steps=30000000
+    # Memo against the full-context transformer and the memoryless agent, 3 seeds:
+    python experiments/dark_key_to_door_memory.py --cores memo fct none --seeds 0 1 2 --root runs/dktd3
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ COLUMNS = ("trial_return_mean", "episode_return_mean", "first_episode_length_mea
 
 
 @torch.no_grad()
-def play_trials(checkpoint: Path, num_envs: int = 64, seed: int = 12345) -> tuple[np.ndarray, dict[int, list[int]]]:
+def play_trials(
+    checkpoint: Path, num_envs: int = 64, seed: int = 12345
+) -> tuple[np.ndarray, dict[int, list[int]], int]:
     """One full trial in each of ``num_envs`` fresh envs with the checkpoint's (sampling) policy.
 
-    Returns the trial returns ``[num_envs]`` and, per episode index in the trial, the lengths of
-    the episodes that ended before the trial did.
+    Returns the trial returns ``[num_envs]``, per episode index in the trial the lengths of the
+    episodes that ended before the trial did, and the tokens the memory holds at the trial's end.
     """
     payload = load_checkpoint(checkpoint)
     cfg = config_from_dict(payload["config"])
@@ -69,30 +74,31 @@ def play_trials(checkpoint: Path, num_envs: int = 64, seed: int = 12345) -> tupl
                              torch.as_tensor(trial_end))
         state, resets = out.state, torch.zeros(N, dtype=torch.bool)
     env.close()
-    return trial_return, lengths
+    return trial_return, lengths, agent.core.cached_tokens(state)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cores", nargs="+", default=list(CORES), help="memory cores (presets dark_key_to_door_<core>)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--root", type=Path, default=Path("runs/dktd"))
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--tag", default="", help="variant name in the run directories, e.g. r500")
     parser.add_argument("--override", nargs="*", default=[], help="config overrides applied to both agents")
-    parser.add_argument("--output", type=Path, default=None, help="PNG (default docs/images/dktd_gru_vs_none[-TAG].png)")
+    parser.add_argument("--output", type=Path, default=None, help="PNG (default docs/images/dktd_<cores>[-TAG].png)")
     args = parser.parse_args()
     suffix = f"-{args.tag}" if args.tag else ""
-    output = args.output or Path(f"docs/images/dktd_gru_vs_none{suffix}.png")
+    output = args.output or Path(f"docs/images/dktd_{'_vs_'.join(args.cores)}{suffix}.png")
     torch.set_num_threads(1)
     if not args.plot_only:
-        for core in CORES:
+        for core in args.cores:
             for seed in args.seeds:
                 run_dir = args.root / f"{core}{suffix}-s{seed}"
                 cmd = [sys.executable, "-m", "memo_rl", "train", f"dark_key_to_door_{core}", *args.override,
                        f"train.seed={seed}", f"run.dir={run_dir}", "run.resume=true"]
                 print("$", " ".join(cmd), flush=True)
                 subprocess.run(cmd, check=True)
-    runs = {core: [args.root / f"{core}{suffix}-s{seed}" for seed in args.seeds] for core in CORES}
+    runs = {core: [args.root / f"{core}{suffix}-s{seed}" for seed in args.seeds] for core in args.cores}
     plot_learning_curves(runs, ["trial_return_mean", "first_episode_length_mean", "later_episode_length_mean"],
                          output, title=f"Dark Key-to-Door, 500-step trials {' '.join(args.override)}")
     print(f"wrote {output}\n")
@@ -103,16 +109,17 @@ def main() -> None:
         for seed, d in zip(args.seeds, dirs):
             print(f"| {core} | {seed} | " + " | ".join(f"{final_value(d, c):.2f}" for c in COLUMNS) + " |")
     print("\nFinal checkpoints, 64 fresh trials each (sampled actions):\n")
-    print("| core | seed | trial return (mean +- s.e.) | episode 1 | episode 2 | episode 3 | episodes 4-8 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| core | seed | trial return (mean +- s.e.) | episode 1 | episode 2 | episode 3 | episodes 4-8 "
+          "| tokens held at trial end |")
+    print("|---|---|---|---|---|---|---|---|")
     for core, dirs in runs.items():
         for seed, d in zip(args.seeds, dirs):
             last = list_checkpoints(checkpoint_dir(d))[-1][1]
-            returns, lengths = play_trials(last)
+            returns, lengths, tokens = play_trials(last)
             sem = returns.std(ddof=1) / np.sqrt(len(returns))
             cell = lambda ks, lengths=lengths: f"{np.mean([x for k in ks for x in lengths[k]]):.1f}"  # noqa: E731
             print(f"| {core} | {seed} | {returns.mean():.2f} +- {sem:.2f} | {cell([0])} | {cell([1])} | {cell([2])} "
-                  f"| {cell(range(3, 8))} |")
+                  f"| {cell(range(3, 8))} | {tokens} |")
 
 
 if __name__ == "__main__":
