@@ -26,13 +26,22 @@ def test_quickstart_trial_return_rises(tmp_path):
     assert last > 1.8 * first, (first, last)
 
 
-@pytest.mark.parametrize("core,low,high", [("gru", 0.95, 1.0), ("lstm", 0.95, 1.0), ("none", 0.0, 0.65)])
-def test_memory_cores_recall_a_cue_and_none_cannot(tmp_path, core, low, high):
+# Memo with 3-step segments: the cue (step 0) and the question (step 5) sit in different
+# segments, so the answer can only travel through segment 0's summary tokens.
+SMALL_TRANSFORMER = ["memory.n_layers=1", "memory.n_heads=2"]
+SUMMARY_BOTTLENECK = [*SMALL_TRANSFORMER, "memory.segment_length=3", "memory.summary_length=2"]
+
+
+@pytest.mark.parametrize("core,low,high,extra,steps", [
+    ("gru", 0.95, 1.0, [], 40000), ("lstm", 0.95, 1.0, [], 40000), ("none", 0.0, 0.65, [], 40000),
+    ("memo", 0.95, 1.0, SUMMARY_BOTTLENECK, 24000), ("fct", 0.95, 1.0, SMALL_TRANSFORMER, 24000),
+])
+def test_memory_cores_recall_a_cue_and_none_cannot(tmp_path, core, low, high, extra, steps):
     """Cue recall (tests/cue_recall.py): the answer depends only on the first observation of the
-    episode, so a recurrent core learns it perfectly and the memoryless agent stays near chance."""
+    episode, so a memory core learns it perfectly and the memoryless agent stays near chance."""
     args = ["env.id=tests.cue_recall:CueRecall-v0", f"memory.core={core}", "env.num_envs=16",
-            "ppo.rollout_length=24", "agent.hidden_size=32", "agent.d_model=32", "ppo.lr=1e-3",
-            "train.total_steps=40000", "run.progress=false", f"run.dir={tmp_path}"]
+            "ppo.rollout_length=24", "agent.hidden_size=32", "agent.d_model=32", "ppo.lr=1e-3", *extra,
+            f"train.total_steps={steps}", "run.progress=false", f"run.dir={tmp_path}"]
     assert main(["train", *args]) == 0
     _, returns = read_metric(tmp_path, "episode_return_mean")
     assert low <= returns[-5:].mean() <= high, returns[-5:]
