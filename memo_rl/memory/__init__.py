@@ -9,7 +9,9 @@
 (``register_core``) show up in ``core_names()``.
 """
 
-from . import full_context, memo, recurrent  # noqa: F401  (registers the cores)
+# Importing a module registers its cores; this order is the order error messages list them in.
+from . import recurrent  # noqa: F401, I001
+from . import full_context, memo  # noqa: F401
 from .base import (
     MemoryCore,
     State,

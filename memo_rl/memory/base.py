@@ -109,6 +109,24 @@ def state_batch_size(state: State) -> int | None:
     return None
 
 
+def resets_as_bool(resets: Tensor | None, shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """``resets`` as a bool tensor of ``shape`` (all False when None); raises on a wrong shape."""
+    if resets is None:
+        return torch.zeros(shape, dtype=torch.bool, device=device)
+    if tuple(resets.shape) != shape:
+        raise ValueError(f"resets must have shape {list(shape)}, got {list(resets.shape)}")
+    return resets.to(device=device, dtype=torch.bool)
+
+
+def span_bounds(resets: Tensor, extra_cuts: Sequence[int] = ()) -> list[int]:
+    """Boundaries ``[0, ..., T]`` of the spans of ``resets [T, N]`` inside which no env resets
+    (a cut before every step where any env resets), plus the cuts in ``extra_cuts``. One host sync."""
+    T = resets.shape[0]
+    cuts = set(torch.nonzero(resets[1:].any(dim=1)).flatten().add(1).tolist())
+    cuts.update(int(c) for c in extra_cuts if 0 < c < T)
+    return [0, *sorted(cuts), T]
+
+
 def reset_state(core: MemoryCore, state: State, resets: Tensor | None) -> State:
     """Return ``state`` with the envs where ``resets [N]`` is True replaced by the initial state."""
     return core.reset_state(state, resets)

@@ -19,8 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .base import MemoryCore, register_core
-from .recurrent import _as_bool
+from .base import MemoryCore, register_core, resets_as_bool, span_bounds
 from .transformer import (
     KVSlots,
     TransformerStack,
@@ -29,7 +28,6 @@ from .transformer import (
     held_tokens,
     init_transformer_weights,
     mask_slots,
-    reset_free_cuts,
 )
 
 
@@ -96,18 +94,18 @@ class FullContextCore(MemoryCore):
 
     def step(self, x: Tensor, state: FCTState, resets: Tensor | None) -> tuple[Tensor, FCTState]:
         N = x.shape[0]
-        state = self.reset_state(state, _as_bool(resets, (N,), x.device))
+        state = self.reset_state(state, resets_as_bool(resets, (N,), x.device))
         y, state = self._attend(x.unsqueeze(1), state)  # [N, d] -> [N, 1, d]
         return y.squeeze(1), state  # [N, 1, d] -> [N, d]
 
     def forward_sequence(self, x: Tensor, state: FCTState, resets: Tensor | None) -> tuple[Tensor, FCTState]:
         """``x [T, N, d]``, ``resets [T, N]`` -> ``y [T, N, d]``: one batched pass per reset-free span."""
         T, N = x.shape[:2]
-        resets = _as_bool(resets, (T, N), x.device)
+        resets = resets_as_bool(resets, (T, N), x.device)
         if T == 0:
             return x, state
         detach_cuts = list(range(self.detach_every, T, self.detach_every)) if self.training and self.detach_every else []
-        bounds = reset_free_cuts(resets, detach_cuts)
+        bounds = span_bounds(resets, detach_cuts)
         ys = []
         for a, b in zip(bounds[:-1], bounds[1:]):
             state = self.reset_state(state, resets[a])

@@ -34,8 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .base import MemoryCore, register_core
-from .recurrent import _as_bool
+from .base import MemoryCore, register_core, resets_as_bool, span_bounds
 from .transformer import (
     KVSlots,
     TransformerStack,
@@ -145,7 +144,7 @@ class MemoCore(MemoryCore):
     def step(self, x: Tensor, state: MemoState, resets: Tensor | None) -> tuple[Tensor, MemoState]:
         """``x [N, d]``, ``resets [N]`` -> ``y [N, d]``; writes a summary when a segment fills."""
         N = x.shape[0]
-        state = self.reset_state(state, _as_bool(resets, (N,), x.device))
+        state = self.reset_state(state, resets_as_bool(resets, (N,), x.device))
         y, state = self._attend_steps(x.unsqueeze(1), state)  # [N, d] -> [N, 1, d]
         done = state.seg_steps >= self.segment_length
         if bool(done.any()):
@@ -159,14 +158,12 @@ class MemoCore(MemoryCore):
         resets; each chunk is one batched pass, and summaries are written at chunk ends.
         """
         T, N = x.shape[:2]
-        resets = _as_bool(resets, (T, N), x.device)
+        resets = resets_as_bool(resets, (T, N), x.device)
         if T == 0:
             return x, state
         seg_len = self._forward_segment_length()
         completes = self._segment_ends(state.seg_steps, resets, seg_len)  # [T, N] bool, numpy
-        cuts = set(np.nonzero(resets[1:].any(dim=1).cpu().numpy())[0] + 1)
-        cuts.update(np.nonzero(completes.any(axis=1))[0] + 1)
-        bounds = [0, *sorted(int(c) for c in cuts if 0 < c < T), T]
+        bounds = span_bounds(resets, np.nonzero(completes.any(axis=1))[0] + 1)  # summaries written after a cut
         completes_t = torch.as_tensor(completes, device=x.device)
         ys = []
         for a, b in zip(bounds[:-1], bounds[1:]):

@@ -20,23 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .base import MemoryCore, register_core
-
-
-def _as_bool(resets: Tensor | None, shape: tuple[int, ...], device: torch.device) -> Tensor:
-    """``resets`` as a bool tensor of ``shape`` (all False when None)."""
-    if resets is None:
-        return torch.zeros(shape, dtype=torch.bool, device=device)
-    if tuple(resets.shape) != shape:
-        raise ValueError(f"resets must have shape {list(shape)}, got {list(resets.shape)}")
-    return resets.to(device=device, dtype=torch.bool)
-
-
-def _span_starts(resets: Tensor) -> list[int]:
-    """Boundaries ``[0, t1, ..., T]`` of the reset-free spans of ``resets [T, N]``."""
-    T = resets.shape[0]
-    cuts = torch.nonzero(resets[1:].any(dim=1)).flatten().add(1).tolist()  # one host sync
-    return [0, *cuts, T]
+from .base import MemoryCore, register_core, resets_as_bool, span_bounds
 
 
 class NoMemory(MemoryCore):
@@ -88,17 +72,17 @@ class _RNNCore(MemoryCore):
     def step(self, x: Tensor, state, resets: Tensor | None):
         """``x [N, d]``, ``resets [N]`` -> ``y [N, d]``, new state."""
         N = x.shape[0]
-        state = self.reset_state(state, _as_bool(resets, (N,), x.device))
+        state = self.reset_state(state, resets_as_bool(resets, (N,), x.device))
         y, hidden = self.rnn(x.unsqueeze(0), self._to_rnn(state))  # [N, d] -> [1, N, d]
         return y.squeeze(0), self._from_rnn(hidden)  # [1, N, d] -> [N, d]
 
     def forward_sequence(self, x: Tensor, state, resets: Tensor | None):
         """``x [T, N, d]``, ``resets [T, N]`` -> ``y [T, N, d]``, state after step T-1."""
         T, N = x.shape[:2]
-        resets = _as_bool(resets, (T, N), x.device)
+        resets = resets_as_bool(resets, (T, N), x.device)
         if T == 0:
             return x, state
-        bounds = _span_starts(resets)
+        bounds = span_bounds(resets)
         ys = []
         for a, b in zip(bounds[:-1], bounds[1:]):
             state = self.reset_state(state, resets[a])  # only step a of [a, b) may hold resets

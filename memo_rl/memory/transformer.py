@@ -103,11 +103,8 @@ def compact(slots: KVSlots, force: bool = False) -> KVSlots:
     if longest == width or (not force and longest > 0.75 * width):
         return slots
     if bool(slots.valid[:, :longest].all()):  # already packed (envs in lockstep): just trim
-        order = None
-    else:
-        order = torch.argsort((~slots.valid).to(torch.int8), dim=1, stable=True)[:, :longest]  # [N, longest]
-    if order is None:
         return KVSlots(slots.k[:, :, :, :longest], slots.v[:, :, :, :longest], slots.valid[:, :longest], slots.pos[:, :longest])
+    order = torch.argsort((~slots.valid).to(torch.int8), dim=1, stable=True)[:, :longest]  # [N, longest]
     N, L, H, _, dh = slots.k.shape
     kv_index = order.view(N, 1, 1, longest, 1).expand(N, L, H, longest, dh)  # [N, P'] -> [N, L, H, P', dh]
     return KVSlots(
@@ -242,14 +239,6 @@ class TransformerStack(nn.Module):
             ks.append(k)
             vs.append(v)
         return self.final_norm(h), torch.stack(ks, dim=1), torch.stack(vs, dim=1)  # k, v [N, L, H, C, dh]
-
-
-def reset_free_cuts(resets: Tensor, extra_cuts: list[int] | None = None) -> list[int]:
-    """Chunk boundaries ``[0, ..., T]``: a cut before every step where any env resets, plus ``extra_cuts``."""
-    T = resets.shape[0]
-    cuts = set(torch.nonzero(resets[1:].any(dim=1)).flatten().add(1).tolist())  # one host sync
-    cuts.update(c for c in (extra_cuts or []) if 0 < c < T)
-    return [0, *sorted(cuts), T]
 
 
 def init_transformer_weights(module: nn.Module, n_layers: int) -> None:
