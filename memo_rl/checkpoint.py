@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 CHECKPOINT_RE = re.compile(r"^ckpt_(\d{12})\.pt$")
+CHECKPOINT_FORMAT = 1
+"""Version of the checkpoint layout written by this memo-rl; others are refused with a clear error."""
 
 
 class CheckpointError(RuntimeError):
@@ -74,6 +76,12 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0]}") from None
     if not isinstance(payload, dict) or "global_step" not in payload or "model" not in payload:
         raise CheckpointError(f"{path} is not a memo-rl checkpoint (no 'global_step'/'model')")
+    version = payload.get("format")
+    if version != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} has checkpoint format {version!r}; this memo-rl reads format {CHECKPOINT_FORMAT} "
+            "(evaluate it with the memo-rl version that wrote it)"
+        )
     return payload
 
 

@@ -1,4 +1,4 @@
-"""``memo-rl`` command line: train | bench (eval, sweep and report arrive with their issues).
+"""``memo-rl`` command line: train | eval | bench (sweep and report arrive with their issues).
 
 Every user error (bad key, value, preset, env id, run directory) is reported as one line on
 stderr with exit status 2, before any file of an existing run is touched.
@@ -34,6 +34,12 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(ns: argparse.Namespace) -> int:
+    from memo_rl.evaluate import run_eval
+
+    return 0 if run_eval(ns.args) else 1
+
+
 def _cmd_bench(ns: argparse.Namespace) -> int:
     from memo_rl.bench import run_bench
 
@@ -53,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("args", nargs="*", metavar="PRESET|key=value")
     train.set_defaults(func=_cmd_train)
+    evaluate = sub.add_parser(
+        "eval",
+        help="evaluate checkpoints: memo-rl eval PATH [PATH ...] [eval.key=value ...]",
+        description="Play checkpoints in (streaming) trials and report metrics per bin of trial steps. PATH is a "
+        "checkpoint, a run directory or a folder of checkpoints (evaluated in step order, resumable). Options: "
+        "eval.streaming=true eval.window=W (memory bound), eval.trial_steps=N, eval.trials=N, eval.deterministic=true, "
+        "eval.follow=true (pick up new checkpoints while training runs), eval.tag=NAME; see EvalConfig in memo_rl/config.py.",
+    )
+    evaluate.add_argument("args", nargs="+", metavar="PATH|eval.key=value")
+    evaluate.set_defaults(func=_cmd_eval)
     bench = sub.add_parser("bench", help="throughput benchmarks (table + JSON)")
     from memo_rl.bench import add_bench_arguments
 

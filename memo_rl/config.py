@@ -161,8 +161,64 @@ class RunConfig:
     """Updates between TensorBoard videos of the agent (0 = off)."""
     video_steps: int = 200
     """Env steps recorded per video."""
+    attention_interval: int = 50
+    """Updates between TensorBoard attention heatmaps of one trial (attention cores; 0 = off)."""
+    attention_steps: int = 1000
+    """Most trial steps covered by a training attention heatmap."""
     progress: bool = True
     """Print a progress line at each log interval."""
+
+
+@dataclass
+class EvalConfig:
+    """``memo-rl eval``: how checkpoints are played and what is recorded (DESIGN.md section 3)."""
+
+    streaming: bool = False
+    """Bound the memory by ``eval.window`` so memory and step time stay flat however long the trial."""
+    window: int | None = None
+    """Streaming bound: memo keeps the newest W summary blocks, fct/trxl the newest W steps."""
+    trial_steps: int | None = None
+    """Trial length (env option ``trial_length``); None = the length the checkpoint trained on."""
+    trials: int = 32
+    """Trials played per checkpoint (fresh envs, one trial each)."""
+    num_envs: int | None = None
+    """Envs stepped in parallel (None = all trials at once); trials run in rounds of this many."""
+    deterministic: bool = False
+    """Greedy actions (argmax) instead of sampling."""
+    seed: int = 1000
+    bin_steps: int = 500
+    """Width of the trial-step bins the metrics are reported in."""
+    env_id: str | None = None
+    """Evaluate on another registered env (observation and action spaces must match training's)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Env options merged over the training ones (e.g. a harder task variant)."""
+    tag: str | None = None
+    """Name of this evaluation's folder under ``<run>/eval/`` (default: from the settings)."""
+    output: str | None = None
+    """Folder for results (default ``<run>/eval/<tag>``)."""
+    plot: str | None = None
+    """PNG comparing several PATHs (default: next to the runs, ``eval_<tag>_compare.png``)."""
+    follow: bool = False
+    """Folder mode: keep polling for new checkpoints while training writes them."""
+    poll_seconds: float = 30.0
+    follow_timeout: float = 1800.0
+    """Stop following after this many seconds without a new checkpoint (or when training finished)."""
+    video_steps: int = 200
+    """Steps of one trial recorded as a TensorBoard video per checkpoint (0 = off)."""
+    attention_steps: int = 1000
+    """Steps of one trial covered by the attention heatmap (attention cores; 0 = off)."""
+    tensorboard: bool = True
+    device: str = "cpu"
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``."""
+    threads: int = 1
+    """torch CPU threads (0 = torch's default)."""
+
+    @property
+    def default_tag(self) -> str:
+        memory = f"stream-w{self.window}" if self.streaming and self.window is not None else "full"
+        trial = f"t{self.trial_steps}" if self.trial_steps else "ttrain"
+        mode = "greedy" if self.deterministic else "sampled"
+        return f"{memory}-{trial}-{mode}"
 
 
 @dataclass
@@ -177,6 +233,7 @@ class ExperimentConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     # Derived values: properties, never stored.
     @property
@@ -384,12 +441,30 @@ def validate(cfg: ExperimentConfig) -> None:
         ("run.keep_checkpoints", cfg.run.keep_checkpoints, 0),
         ("run.video_interval", cfg.run.video_interval, 0),
         ("run.video_steps", cfg.run.video_steps, 1),
+        ("run.attention_interval", cfg.run.attention_interval, 0),
+        ("run.attention_steps", cfg.run.attention_steps, 1),
+        ("eval.trials", cfg.eval.trials, 1),
+        ("eval.seed", cfg.eval.seed, 0),
+        ("eval.bin_steps", cfg.eval.bin_steps, 1),
+        ("eval.poll_seconds", cfg.eval.poll_seconds, 0.0),
+        ("eval.follow_timeout", cfg.eval.follow_timeout, 0.0),
+        ("eval.video_steps", cfg.eval.video_steps, 0),
+        ("eval.attention_steps", cfg.eval.attention_steps, 0),
+        ("eval.threads", cfg.eval.threads, 0),
     ]:
         _at_least(key, value, low)
     for key in ("n_layers", "n_heads", "segment_length", "summary_length", "window"):
         value = getattr(cfg.memory, key)
         if value is not None:
             _at_least(f"memory.{key}", value, 1)
+    for key in ("window", "trial_steps", "num_envs"):
+        value = getattr(cfg.eval, key)
+        if value is not None:
+            _at_least(f"eval.{key}", value, 1)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.eval.device):
+        raise ConfigError(f"bad value {cfg.eval.device!r} for 'eval.device' (choose from: auto, cpu, cuda, cuda:N)")
+    if cfg.eval.tag is not None and not re.fullmatch(r"[A-Za-z0-9_.=-]+", cfg.eval.tag):
+        raise ConfigError(f"bad value {cfg.eval.tag!r} for 'eval.tag': use letters, digits and _ . = - only")
     if cfg.memory.mlp_ratio is not None and cfg.memory.mlp_ratio <= 0:
         raise ConfigError(f"bad value {cfg.memory.mlp_ratio!r} for 'memory.mlp_ratio': must be > 0")
     _in_range("ppo.gamma", cfg.ppo.gamma, 0.0, 1.0)

@@ -105,19 +105,29 @@ class RunLogger:
 
     def log_video(self, tag: str, frames: np.ndarray, step: int, fps: int = 10) -> None:
         """Log ``frames`` uint8 ``[F, H, W, 3]`` as an animated GIF image summary."""
-        from PIL import Image
-        from tensorboard.compat.proto.summary_pb2 import Summary
+        write_gif(self.writer, tag, frames, step, fps)
 
-        images = [Image.fromarray(frame) for frame in frames]
-        buffer = io.BytesIO()
-        images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-        height, width = frames.shape[1:3]
-        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue())
-        self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+    def log_image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """Log an RGB image uint8 ``[H, W, 3]``."""
+        self.writer.add_image(tag, image, step, dataformats="HWC")
         self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
+
+
+def write_gif(writer: Any, tag: str, frames: np.ndarray, step: int, fps: int = 10) -> None:
+    """Write ``frames`` uint8 ``[F, H, W, 3]`` to a ``SummaryWriter`` as an animated GIF image summary."""
+    from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    images = [Image.fromarray(frame) for frame in frames]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    height, width = frames.shape[1:3]
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue())
+    writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+    writer.flush()
 
 
 def flatten_dict(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -74,3 +74,40 @@ def final_value(run_dir: Path, column: str, last_rows: int = 10) -> float:
     """Mean of a column over the last ``last_rows`` non-empty rows (NaN if none)."""
     _, values = read_metric(run_dir, column)
     return float(np.mean(values[-last_rows:])) if len(values) else math.nan
+
+
+def plot_eval_bins(curves: dict[str, dict], output: Path, title: str | None = None) -> Path:
+    """Evaluation results per trial-step bin: return (mean and 95% band over trials), tokens held
+    and step latency, a line per label. ``curves`` maps a label to a results.json checkpoint entry."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (("return_mean", "return per bin"), ("cached_tokens", "tokens held (max)"), ("step_ms", "agent step (ms)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    colors = plt.get_cmap("viridis" if len(curves) > 4 else "tab10")
+    for i, (label, entry) in enumerate(curves.items()):
+        bins = entry["bins"]
+        x = np.array([(row["first_step"] + row["last_step"] + 1) / 2 for row in bins])  # bin centres
+        color = colors(i / max(len(curves) - 1, 1)) if len(curves) > 4 else colors(i)
+        for ax, (key, ylabel) in zip(axes[0], panels):
+            y = np.array([np.nan if row[key] is None else row[key] for row in bins], dtype=float)
+            ax.plot(x, y, marker="o", ms=3, color=color, label=label)
+            if key == "return_mean":
+                ci = np.array([np.nan if row["return_ci95"] is None else row["return_ci95"] for row in bins], dtype=float)
+                ax.fill_between(x, y - ci, y + ci, color=color, alpha=0.2)
+            ax.set_xlabel("trial step")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+    for ax in axes[0][1:]:
+        ax.set_ylim(bottom=0)
+    axes[0][0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output

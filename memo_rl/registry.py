@@ -19,7 +19,7 @@ from gymnasium.vector import AutoresetMode
 from agents.encoders import obs_to_tensor
 from memo_rl.config import ConfigError, EnvConfig, ExperimentConfig
 
-__all__ = ["env_spec", "episode_success", "final_observations", "make_agent", "make_vector_env", "obs_to_tensor"]
+__all__ = ["env_spec", "episode_metric", "episode_success", "final_observations", "make_agent", "make_vector_env", "obs_to_tensor"]
 
 NUMERIC_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
 
@@ -119,17 +119,24 @@ def final_observations(info: dict, obs, ended: np.ndarray):
     return out
 
 
-def episode_success(info: dict, ended: np.ndarray) -> np.ndarray | None:
-    """Success flags of ended episodes (NaN where unknown), or None if the env reports none."""
-    if "success" in info:
-        return np.where(ended, info["success"].astype(np.float64), np.nan)
+def episode_metric(info: dict, ended: np.ndarray, keys: tuple[str, ...]) -> np.ndarray | None:
+    """Per-env value of an end-of-episode metric (first of ``keys`` the env reports) where an episode
+    ended, NaN elsewhere; None if the env reports none of ``keys``."""
+    for key in keys:
+        if key in info:
+            return np.where(ended, np.asarray(info[key], dtype=np.float64), np.nan)
     final_info = info.get("final_info")
     if isinstance(final_info, dict):
-        for key in ("success", "is_success"):
+        for key in keys:
             if key in final_info:
                 mask = final_info.get(f"_{key}", ended)
                 return np.where(ended & mask, np.asarray(final_info[key], dtype=np.float64), np.nan)
     return None
+
+
+def episode_success(info: dict, ended: np.ndarray) -> np.ndarray | None:
+    """Success flags of ended episodes (NaN where unknown), or None if the env reports none."""
+    return episode_metric(info, ended, ("success", "is_success"))
 
 
 def make_agent(cfg: ExperimentConfig, observation_space: gym.Space, action_space: gym.Space):

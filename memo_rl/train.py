@@ -27,6 +27,7 @@ import yaml
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from memo_rl.checkpoint import (
+    CHECKPOINT_FORMAT,
     checkpoint_dir,
     checkpoint_path,
     latest_intact_checkpoint,
@@ -47,6 +48,7 @@ from memo_rl.config import (
 )
 from memo_rl.logging import RunLogger, flatten_dict
 from memo_rl.ppo import RolloutStorage, TrialHistory, categorical, compute_gae, learning_rate, ppo_update
+from memo_rl.probe import attention_image, has_attention, probe_trial
 from memo_rl.types import AgentInputs, first_inputs, next_inputs
 
 # Keys that may differ from the stored config when resuming a run.
@@ -243,8 +245,8 @@ class Trainer:
         self.carry = self._fresh_carry(obs)
         has_memory = len(tree_flatten(self.carry.memory)[0]) > 0
         self.history = TrialHistory(cfg.ppo.refresh_max_steps) if cfg.ppo.refresh_memory and has_memory else None
-        self.video_generator = torch.Generator().manual_seed(cfg.train.seed + 1)
         self.video_enabled = cfg.run.video_interval > 0
+        self.attention_enabled = cfg.run.attention_interval > 0 and has_attention(self.agent.core)
         if checkpoint is not None:
             self._restore(checkpoint)
 
@@ -351,8 +353,10 @@ class Trainer:
                     logger.log_metrics(last_metrics)
                     if cfg.run.progress:
                         print(self._progress_line(last_metrics), flush=True)
-                if self.video_enabled and self.update % cfg.run.video_interval == 0:
-                    self._log_video(logger)
+                video = self.video_enabled and self.update % cfg.run.video_interval == 0
+                attention = self.attention_enabled and self.update % cfg.run.attention_interval == 0
+                if video or attention:
+                    self._log_probe(logger, video, attention)
                 if self.update % cfg.run.checkpoint_interval == 0 or is_last:
                     self.save()
         finally:
@@ -400,14 +404,14 @@ class Trainer:
         memory_leaves, _ = tree_flatten(self.carry.memory)
         env_state = self.env.get_state() if hasattr(self.env, "get_state") else None
         payload = {
-            "format": 1,
+            "format": CHECKPOINT_FORMAT,
             "config": config_to_dict(self.cfg),
             "global_step": self.global_step,
             "update": self.update,
             "elapsed": self.elapsed,
             "model": self.agent.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "video": self.video_generator.get_state()},
+            "rng": {"torch": torch.get_rng_state()},
             "env_state": None if env_state is None else numpy_to_tensors(env_state),
             "carry": {
                 "inputs": tuple(tree_map(lambda x: x.cpu(), list(self.carry.inputs))),
@@ -429,7 +433,6 @@ class Trainer:
         self.global_step, self.update = int(payload["global_step"]), int(payload["update"])
         self.elapsed = float(payload.get("elapsed", 0.0))
         torch.set_rng_state(payload["rng"]["torch"])
-        self.video_generator.set_state(payload["rng"]["video"])
         if "cuda" in payload["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
         if payload["env_state"] is not None and hasattr(self.env, "set_state"):
@@ -449,42 +452,24 @@ class Trainer:
             obs, _ = self.env.reset(seed=self.cfg.train.seed + self.global_step)
             self.carry = self._fresh_carry(obs)
 
-    # -- videos -------------------------------------------------------------------------------
+    # -- videos and attention maps ------------------------------------------------------------
 
-    @torch.no_grad()
-    def _log_video(self, logger: RunLogger) -> None:
-        """Roll out the current policy in one rendering env and log the frames as a GIF."""
-        from memo_rl import registry
-
-        try:
-            env = registry.make_vector_env(self.cfg.env, num_envs=1, render_mode="rgb_array")
-        except ConfigError as err:
-            print(f"[memo-rl] videos disabled: {err}", file=sys.stderr)
+    def _log_probe(self, logger: RunLogger, video: bool, attention: bool) -> None:
+        """Play one trial with the current policy in a separate env (the training envs and RNG are
+        untouched) and log its video and/or attention map."""
+        cfg = self.cfg
+        result = probe_trial(
+            self.agent, cfg.env, self.device, seed=cfg.train.seed + 7919 * self.update,
+            video_steps=cfg.run.video_steps if video else 0,
+            attention_steps=cfg.run.attention_steps if attention else 0,
+        )
+        if video and result.frames is None:
             self.video_enabled = False
-            return
-        try:
-            obs, _ = env.reset(seed=self.cfg.train.seed + 7919 * self.update)
-            to_tensor = lambda o: registry.obs_to_tensor(o, env.single_observation_space, self.device)  # noqa: E731
-            inputs = first_inputs(to_tensor(obs), 1, self.device)
-            state, resets = self.agent.initial_state(1, self.device), torch.ones(1, dtype=torch.bool, device=self.device)
-            frames = [np.asarray(env.render())[0]]
-            for _ in range(self.cfg.run.video_steps):
-                out = self.agent.step(inputs, state, resets)
-                actions, _ = categorical.sample(out.logits.cpu(), self.video_generator)
-                actions = actions.to(self.device)
-                obs, rewards, terminated, truncated, info = env.step(actions.cpu().numpy())
-                ended = torch.as_tensor(terminated | truncated, device=self.device)
-                trial_end = torch.as_tensor(np.asarray(info.get("trial_end", terminated | truncated)), device=self.device)
-                rewards_t = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
-                inputs = next_inputs(to_tensor(obs), actions, rewards_t, ended, trial_end)
-                state, resets = out.state, trial_end
-                frames.append(np.asarray(env.render())[0])
-            logger.log_video("rollout/video", np.stack(frames).astype(np.uint8), self.global_step)
-        except Exception as err:  # a render problem must never kill training
-            print(f"[memo-rl] videos disabled: cannot render {self.cfg.env.id}: {err}", file=sys.stderr)
-            self.video_enabled = False
-        finally:
-            env.close()
+        if result.frames is not None:
+            logger.log_video("rollout/video", result.frames, self.global_step)
+        if result.attention is not None:
+            title = f"{cfg.memory.core}, step {self.global_step:,}: attention over one trial"
+            logger.log_image("memory/attention", attention_image(result.attention, title), self.global_step)
 
 
 def run_training(preset: str | None, overrides: list[str]) -> dict[str, Any]:

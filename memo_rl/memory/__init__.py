@@ -29,12 +29,13 @@ from .base import (
 from .full_context import FCTState, FullContextCore, TransformerXLCore
 from .memo import MemoCore, MemoState, RMTCore
 from .recurrent import GRUCore, LSTMCore, LSTMState, NoMemory
-from .transformer import KVSlots
+from .transformer import AttentionRecord, KVSlots, record_attention
 
 CORE_NAMES: tuple[str, ...] = core_names()
 
 __all__ = [
     "CORE_NAMES",
+    "AttentionRecord",
     "FCTState",
     "FullContextCore",
     "GRUCore",
@@ -54,6 +55,7 @@ __all__ = [
     "core_option_names",
     "detach_state",
     "index_state",
+    "record_attention",
     "register_core",
     "reset_state",
     "state_batch_size",

@@ -201,6 +201,15 @@ class MemoryCore(nn.Module, metaclass=ABCMeta):
         """Tokens held in memory per env (0 for recurrent and stateless cores)."""
         return 0
 
+    def key_step_spans(self, key_pos: Tensor, state: State) -> Tensor | None:
+        """For attention cores: the trial steps ``[first, last + 1)`` each attended key stands for.
+
+        ``key_pos [N, K]`` are the key positions of a step's attention (an ``AttentionRecord`` of
+        the core's first ``run`` in ``step``), ``state`` the memory before that step. Returns
+        ``[N, K, 2]`` long, or None for cores without attention (the default).
+        """
+        return None
+
     def reset_state(self, state: State, resets: Tensor | None) -> State:
         """Replace the state of envs where ``resets [N]`` is True by the initial state.
 

@@ -80,6 +80,10 @@ class FullContextCore(MemoryCore):
             return 0
         return int(held_tokens(state.cache).max())
 
+    def key_step_spans(self, key_pos: Tensor, state: FCTState) -> Tensor:
+        """Every key is one step, at its own position. ``key_pos [N, K]`` -> ``[N, K, 2]``."""
+        return torch.stack([key_pos, key_pos + 1], dim=-1)
+
     def _attend(self, x: Tensor, state: FCTState) -> tuple[Tensor, FCTState]:
         """A reset-free chunk ``x [N, C, d]`` -> ``y [N, C, d]``; appends the chunk to the cache."""
         C = x.shape[1]

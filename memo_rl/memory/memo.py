@@ -134,6 +134,17 @@ class MemoCore(MemoryCore):
             return 0
         return int((held_tokens(state.memory) + held_tokens(state.segment)).max())
 
+    def key_step_spans(self, key_pos: Tensor, state: MemoState) -> Tensor:
+        """Summary keys stand for their whole segment, step keys for their own step (eval mode,
+        segments of ``segment_length`` steps). ``key_pos [N, K]`` -> ``[N, K, 2]``."""
+        first_step_pos = (state.n_blocks * self.summary_length).unsqueeze(1)  # [N, 1]
+        is_summary = key_pos < first_step_pos
+        segment = torch.div(key_pos, self.summary_length, rounding_mode="floor")
+        step = state.n_blocks.unsqueeze(1) * self.segment_length + key_pos - first_step_pos
+        first = torch.where(is_summary, segment * self.segment_length, step)
+        last = torch.where(is_summary, first + self.segment_length, step + 1)
+        return torch.stack([first, last], dim=-1)  # [N, K, 2]
+
     # -- forward --------------------------------------------------------------------------------
     def _forward_segment_length(self) -> int:
         if self.training and self.randomize_segments:

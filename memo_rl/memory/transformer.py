@@ -21,6 +21,8 @@ Shapes: N envs, C new tokens, P cached slots, L layers, H heads, dh head width, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -170,11 +172,14 @@ class DecoderBlock(nn.Module):
         self.mlp = GatedMLP(d_model, mlp_hidden)
 
     def forward(
-        self, h: Tensor, rope: RotaryEmbedding, positions: Tensor, past_k: Tensor, past_v: Tensor, mask: Tensor
+        self, h: Tensor, rope: RotaryEmbedding, positions: Tensor, past_k: Tensor, past_v: Tensor, mask: Tensor,
+        weights_out: list[Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``h [N, C, d]``, ``positions [N, C]``, ``past_k/v [N, H, P, dh]``, ``mask [N, 1, C, P + C]``.
 
         Returns the new ``h [N, C, d]`` and the chunk's rotated keys and values ``[N, H, C, dh]``.
+        With ``weights_out`` the attention is computed explicitly (slower, for inspection) and its
+        weights averaged over heads ``[N, C, P + C]`` are appended to that list.
         """
         N, C, d = h.shape
         q, k, v = self.qkv(self.attn_norm(h)).split(d, dim=-1)  # 3 x [N, C, d]
@@ -182,14 +187,35 @@ class DecoderBlock(nn.Module):
         q, k = rope(q, positions), rope(k, positions)
         keys = torch.cat([past_k, k], dim=2)  # [N, H, P + C, dh]
         values = torch.cat([past_v, v], dim=2)
-        att = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # [N, H, C, dh]
+        if weights_out is None:
+            att = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # [N, H, C, dh]
+        else:
+            scores = (q @ keys.transpose(-1, -2)) * self.head_dim**-0.5  # [N, H, C, P + C]
+            weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            att = weights @ values  # [N, H, C, dh]
+            weights_out.append(weights.mean(dim=1))
         h = h + self.out(att.transpose(1, 2).reshape(N, C, d))  # [N, H, C, dh] -> [N, C, d]
         h = h + self.mlp(self.mlp_norm(h))
         return h, k, v
 
 
+class AttentionRecord(NamedTuple):
+    """Attention of one ``TransformerStack.run`` call, averaged over heads and layers."""
+
+    query_pos: Tensor  # [N, C]
+    key_pos: Tensor  # [N, P + C]: cached slots, then the chunk itself
+    key_valid: Tensor  # [N, P + C] bool
+    weights: Tensor  # [N, C, P + C], rows sum to 1 over the keys a query may see
+
+
 class TransformerStack(nn.Module):
-    """``n_layers`` decoder blocks and a final RMSNorm, run chunk by chunk against a KV cache."""
+    """``n_layers`` decoder blocks and a final RMSNorm, run chunk by chunk against a KV cache.
+
+    While ``attention_log`` is a list (see :func:`record_attention`), every ``run`` appends an
+    :class:`AttentionRecord` to it.
+    """
+
+    attention_log: list[AttentionRecord] | None = None
 
     def __init__(self, d_model: int, n_layers: int, n_heads: int, mlp_ratio: float = 4.0, rope_base: float = 10000.0):
         super().__init__()
@@ -233,12 +259,31 @@ class TransformerStack(nn.Module):
         if window is not None:
             allowed = allowed & (rel < window)
         mask = allowed.unsqueeze(1)  # [N, 1, C, P + C], broadcast over heads
+        weights: list[Tensor] | None = None if self.attention_log is None else []
         h, ks, vs = x, [], []
         for layer, block in enumerate(self.blocks):
-            h, k, v = block(h, self.rope, positions, past.k[:, layer], past.v[:, layer], mask)
+            h, k, v = block(h, self.rope, positions, past.k[:, layer], past.v[:, layer], mask, weights)
             ks.append(k)
             vs.append(v)
+        if weights is not None and self.attention_log is not None:
+            mean = torch.stack(weights).mean(dim=0)  # [L, N, C, P + C] -> [N, C, P + C]
+            self.attention_log.append(AttentionRecord(positions, key_pos, key_valid, mean.detach()))
         return self.final_norm(h), torch.stack(ks, dim=1), torch.stack(vs, dim=1)  # k, v [N, L, H, C, dh]
+
+
+@contextmanager
+def record_attention(module: nn.Module) -> Iterator[list[AttentionRecord]]:
+    """Within the block, every transformer stack inside ``module`` computes its attention
+    explicitly and appends an :class:`AttentionRecord` per ``run`` call to the yielded list."""
+    stacks = [m for m in module.modules() if isinstance(m, TransformerStack)]
+    log: list[AttentionRecord] = []
+    for stack in stacks:
+        stack.attention_log = log
+    try:
+        yield log
+    finally:
+        for stack in stacks:
+            stack.attention_log = None
 
 
 def init_transformer_weights(module: nn.Module, n_layers: int) -> None:

@@ -1,0 +1,267 @@
+"""``memo-rl eval``: streaming bounds, binned metrics, folder evaluation, TensorBoard, bad input."""
+
+import csv
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+
+from memo_rl.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from memo_rl.cli import main
+from memo_rl.config import build_config
+from memo_rl.probe import AttentionMap
+
+MEMO = ["memory.core=memo", "memory.n_layers=1", "memory.n_heads=2", "memory.segment_length=8", "memory.summary_length=2"]
+FCT = ["memory.core=fct", "memory.n_layers=1", "memory.n_heads=2"]
+# A quick evaluation: 4 trials, bins of 40 steps (the training trial length), a short probe.
+QUICK = ["eval.trials=4", "eval.bin_steps=40", "eval.video_steps=5", "eval.attention_steps=60"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Tiny trained runs (checkpoints at steps 128, 256, 384): memo and fct on Dark Key-to-Door,
+    gru on Dark Room."""
+    root = tmp_path_factory.mktemp("runs")
+    for name, extra in (("memo", MEMO), ("fct", FCT), ("gru_room", ["memory.core=gru", "env.id=memo_rl/DarkRoom-v0"])):
+        assert main(["train", *TINY, *extra, f"run.dir={root / name}"]) == 0
+    return root
+
+
+def results(folder: Path) -> dict:
+    return json.loads((folder / "results.json").read_text())
+
+
+def test_streaming_memo_keeps_tokens_bounded_on_trials_longer_than_training(runs, tmp_path):
+    out = tmp_path / "stream"
+    checkpoint = runs / "memo" / "checkpoints" / "ckpt_000000000384.pt"
+    args = ["eval", str(checkpoint), *QUICK, "eval.streaming=true", "eval.window=2", "eval.trial_steps=160",
+            f"eval.output={out}"]
+    assert main(args) == 0
+    entry = results(out)["checkpoints"][0]
+    assert entry["global_step"] == 384 and entry["trial_steps"] == 160
+    assert [row["bin"] for row in entry["bins"]] == [1, 2, 3, 4]
+    # window of 2 summary blocks of 2 tokens, plus the open segment of at most 8 steps
+    assert all(0 < row["cached_tokens"] <= 2 * 2 + 8 for row in entry["bins"])
+    assert all(row["memory_bytes"] > 0 and row["step_ms"] > 0 for row in entry["bins"])
+    by_bin = np.array(entry["trial_returns_by_bin"])  # [trials, bins]
+    assert by_bin.shape == (4, 4)
+    np.testing.assert_allclose(by_bin.mean(0), [row["return_mean"] for row in entry["bins"]])
+    assert entry["trial_return_mean"] == pytest.approx(by_bin.sum(1).mean())
+    with open(out / "bins.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["bin"]) for r in rows] == [1, 2, 3, 4] and float(rows[0]["return_mean"]) == entry["bins"][0]["return_mean"]
+    assert (out / "bins.png").stat().st_size > 0 and (out / entry["attention_png"]).stat().st_size > 0
+
+
+def test_without_streaming_memo_memory_grows_with_the_trial(runs, tmp_path):
+    out = tmp_path / "full"
+    checkpoint = runs / "memo" / "checkpoints" / "ckpt_000000000384.pt"
+    assert main(["eval", str(checkpoint), *QUICK, "eval.trial_steps=160", f"eval.output={out}"]) == 0
+    tokens = [row["cached_tokens"] for row in results(out)["checkpoints"][0]["bins"]]
+    assert tokens == sorted(tokens) and tokens[-1] > 2 * 2 + 8  # 19 blocks of 2 tokens by step 160
+
+
+def test_streaming_fct_holds_the_newest_window_steps(runs, tmp_path):
+    out = tmp_path / "fct"
+    checkpoint = runs / "fct" / "checkpoints" / "ckpt_000000000384.pt"
+    args = ["eval", str(checkpoint), *QUICK, "eval.streaming=true", "eval.window=12", "eval.trial_steps=120",
+            f"eval.output={out}"]
+    assert main(args) == 0
+    assert [row["cached_tokens"] for row in results(out)["checkpoints"][0]["bins"]] == [12, 12, 12]
+
+
+def test_same_seed_same_results_greedy_and_sampled(runs, tmp_path):
+    checkpoint = runs / "memo" / "checkpoints" / "ckpt_000000000256.pt"
+    returns = {}
+    for name, extra in (("a", []), ("b", []), ("greedy", ["eval.deterministic=true"]), ("seed", ["eval.seed=7"])):
+        assert main(["eval", str(checkpoint), *QUICK, *extra, f"eval.output={tmp_path / name}"]) == 0
+        returns[name] = results(tmp_path / name)["checkpoints"][0]["trial_returns_by_bin"]
+    assert returns["a"] == returns["b"]
+    assert returns["seed"] != returns["a"]
+    assert results(tmp_path / "greedy")["settings"]["deterministic"] is True
+
+
+def test_trials_run_in_rounds_of_num_envs(runs, tmp_path):
+    checkpoint = runs / "memo" / "checkpoints" / "ckpt_000000000256.pt"
+    assert main(["eval", str(checkpoint), *QUICK, "eval.trials=5", "eval.num_envs=2", f"eval.output={tmp_path / 'r'}"]) == 0
+    assert np.array(results(tmp_path / "r")["checkpoints"][0]["trial_returns_by_bin"]).shape == (5, 1)
+
+
+def test_folder_evaluation_skips_corrupt_resumes_and_picks_up_new_checkpoints(runs, tmp_path, capsys):
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    for step in (128, 256):
+        shutil.copy(runs / "memo" / "checkpoints" / f"ckpt_{step:012d}.pt", folder)
+    (folder / "ckpt_000000000200.pt").write_bytes(b"half-written")
+    out = tmp_path / "out"
+    args = ["eval", str(folder), *QUICK, f"eval.output={out}"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "skipping" in err and "ckpt_000000000200.pt" in err
+    data = results(out)
+    assert [c["global_step"] for c in data["checkpoints"]] == [128, 256]
+    assert [f["name"] for f in data["failed"]] == ["ckpt_000000000200.pt"]
+
+    before = (out / "results.json").read_text()
+    assert main(args) == 0  # nothing new: no evaluation, no new report
+    captured = capsys.readouterr()
+    assert "0 evaluated now" in captured.out and "skipping" not in captured.err
+    assert (out / "results.json").read_text() == before
+
+    payload = load_checkpoint(runs / "memo" / "checkpoints" / "ckpt_000000000384.pt")
+    save_checkpoint(folder / "ckpt_000000000384.pt", payload)
+    assert main(args) == 0
+    assert [c["global_step"] for c in results(out)["checkpoints"]] == [128, 256, 384]
+
+
+def test_follow_picks_up_a_checkpoint_written_while_evaluating(runs, tmp_path):
+    folder = tmp_path / "live"
+    folder.mkdir()
+    shutil.copy(runs / "memo" / "checkpoints" / "ckpt_000000000128.pt", folder)
+    payload = load_checkpoint(runs / "memo" / "checkpoints" / "ckpt_000000000256.pt")
+    writer = threading.Timer(1.0, lambda: save_checkpoint(folder / "ckpt_000000000256.pt", payload))
+    writer.start()
+    out = tmp_path / "out"
+    started = time.monotonic()
+    args = ["eval", str(folder), *QUICK, "eval.follow=true", "eval.poll_seconds=0.2", "eval.follow_timeout=4",
+            f"eval.output={out}"]
+    assert main(args) == 0
+    writer.join()
+    assert [c["global_step"] for c in results(out)["checkpoints"]] == [128, 256]
+    assert time.monotonic() - started < 60
+
+
+def test_a_checkpoint_of_another_env_in_the_folder_is_reported_and_skipped(runs, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(runs / "memo" / "checkpoints" / "ckpt_000000000128.pt", folder)
+    shutil.copy(runs / "gru_room" / "checkpoints" / "ckpt_000000000256.pt", folder)
+    assert main(["eval", str(folder), *QUICK, f"eval.output={tmp_path / 'out'}"]) == 0
+    assert "memo_rl/DarkRoom-v0" in capsys.readouterr().err
+    data = results(tmp_path / "out")
+    assert [c["global_step"] for c in data["checkpoints"]] == [128]
+    assert [f["name"] for f in data["failed"]] == ["ckpt_000000000256.pt"]
+
+
+def test_tensorboard_holds_eval_scalars_video_and_attention(runs, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    assert main(["eval", str(runs / "memo"), *QUICK, f"eval.output={out}"]) == 0
+    events = EventAccumulator(str(out), size_guidance={"images": 0, "scalars": 0}).Reload()
+    tags = events.Tags()
+    assert {"eval/attention", "eval/video"} <= set(tags["images"])
+    assert [e.step for e in events.Scalars("eval/trial_return_mean")] == [128, 256, 384]
+    assert "eval/bin01/return_mean" in tags["scalars"]
+    assert events.Images("eval/video")[0].encoded_image_string[:6] == b"GIF89a"
+    assert events.Images("eval/attention")[0].encoded_image_string[:4] == b"\x89PNG"
+
+
+def test_training_logs_attention_maps_for_attention_cores(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    assert main(["train", *TINY, *MEMO, "run.attention_interval=3", f"run.dir={run_dir}"]) == 0
+    images = EventAccumulator(str(run_dir), size_guidance={"images": 0}).Reload().Images("memory/attention")
+    assert [image.step for image in images] == [192, 384]
+
+
+def test_attention_map_places_summary_weight_on_its_whole_segment():
+    attention = AttentionMap(steps=6)
+    attention.add(np.array([1.0]), np.array([[0, 1]]))  # step 0 attends to itself
+    # step 1: a summary of steps 0-3 gets 0.25, the raw step 1 gets 0.75
+    attention.add(np.array([0.25, 0.75]), np.array([[0, 4], [1, 2]]))
+    np.testing.assert_allclose(attention.weights, [[1.0, 0.0], [0.25, 1.0]])
+
+
+@pytest.mark.parametrize("core,trial", [("memo", 17), ("fct", 9)])
+def test_attention_of_the_cores_maps_keys_to_the_steps_they_stand_for(core, trial):
+    """Every step's attention is a distribution over keys standing for steps up to its own."""
+    from memo_rl.memory import build_memory_core, record_attention
+
+    options = {"segment_length": 4, "summary_length": 2} if core == "memo" else {}
+    model = build_memory_core(core, 16, n_layers=2, n_heads=2, **options).eval()
+    torch.manual_seed(0)
+    x = torch.randn(trial, 3, 16)
+    state, plain_state = model.initial_state(3), model.initial_state(3)
+    for t in range(trial):
+        plain, plain_state = model.step(x[t], plain_state, None)
+        with record_attention(model) as log:
+            y, next_state = model.step(x[t], state, None)
+        torch.testing.assert_close(y, plain)  # recording attention changes nothing
+        spans = model.key_step_spans(log[0].key_pos, state)  # [N, K, 2]
+        weights, valid = log[0].weights[:, -1], log[0].key_valid  # [N, K]
+        torch.testing.assert_close(weights.sum(-1), torch.ones(3))
+        assert bool((weights[~valid] == 0).all())
+        assert bool((spans[valid][:, 1] <= t + 1).all()) and bool((spans[valid][:, 0] >= 0).all())
+        assert int(spans[valid][:, 1].max()) == t + 1  # the step itself is a key
+        state = next_state
+    if core == "memo":  # step 16: 4 summary blocks of segments 0-3, each standing for 4 steps
+        summary_spans = spans[0][log[0].key_pos[0] < 8].tolist()
+        assert summary_spans == [[0, 4]] * 2 + [[4, 8]] * 2 + [[8, 12]] * 2 + [[12, 16]] * 2
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["{empty}"], "no checkpoints in"),
+        (["{missing}"], "no such checkpoint or folder"),
+        (["{memo}", "ppo.lr=1"], "is not an eval option"),
+        (["{gru}", "eval.streaming=true", "eval.window=4"], "eval.window does not apply to memory.core=gru"),
+        (["{memo}", "eval.streaming=true"], "needs eval.window=W"),
+        (["{memo}", "eval.window=4"], "pass eval.streaming=true"),
+        (["{memo}", "eval.env_id=memo_rl/DarkRoom-v0"], "does not fit the agent for env 'memo_rl/DarkRoom-v0'"),
+        (["{old}"], "has checkpoint format 0; this memo-rl reads format 1"),
+        (["{memo}", "eval.trials=0"], "bad value 0 for 'eval.trials'"),
+        (["{memo}", "eval.windw=3"], "eval.windw"),
+    ],
+)
+def test_bad_input_is_one_clear_line(runs, tmp_path, capsys, args, message):
+    (tmp_path / "empty").mkdir()
+    old = load_checkpoint(runs / "memo" / "checkpoints" / "ckpt_000000000128.pt")
+    torch.save({**old, "format": 0}, tmp_path / "ckpt_000000000128.pt")
+    paths = {
+        "empty": tmp_path / "empty", "missing": tmp_path / "nope", "old": tmp_path / "ckpt_000000000128.pt",
+        "memo": runs / "memo" / "checkpoints" / "ckpt_000000000128.pt",
+        "gru": runs / "gru_room" / "checkpoints" / "ckpt_000000000128.pt",
+    }
+    args = [a.format(**paths) for a in args]
+    assert main(["eval", *args, f"eval.output={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_eval_settings_cannot_mix_in_one_folder(runs, tmp_path, capsys):
+    checkpoint = runs / "memo" / "checkpoints" / "ckpt_000000000128.pt"
+    out = tmp_path / "out"
+    assert main(["eval", str(checkpoint), *QUICK, f"eval.output={out}"]) == 0
+    before = (out / "results.json").read_text()
+    assert main(["eval", str(checkpoint), *QUICK, "eval.seed=3", f"eval.output={out}"]) == 2
+    assert "pass eval.tag=NAME" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == before
+
+
+def test_default_output_is_under_the_run_and_named_by_the_settings(runs):
+    cfg = build_config(None, ["eval.streaming=true", "eval.window=8", "eval.trial_steps=4000"])
+    assert cfg.eval.default_tag == "stream-w8-t4000-sampled"
+    run_copy = runs / "memo_copy"
+    shutil.copytree(runs / "memo", run_copy)
+    assert main(["eval", str(run_copy), *QUICK]) == 0
+    assert [c["global_step"] for c in results(run_copy / "eval" / "full-ttrain-sampled")["checkpoints"]] == [128, 256, 384]
+    assert list_checkpoints(run_copy / "checkpoints")  # checkpoints untouched
+
+
+def test_several_paths_get_one_comparison_plot(runs, tmp_path):
+    plot = tmp_path / "compare.png"
+    args = ["eval", str(runs / "memo" / "checkpoints" / "ckpt_000000000384.pt"),
+            str(runs / "fct" / "checkpoints" / "ckpt_000000000384.pt"), *QUICK, "eval.tag=cmp", f"eval.plot={plot}"]
+    assert main(args) == 0
+    assert plot.stat().st_size > 0
+    assert (runs / "memo" / "eval" / "cmp" / "results.json").exists() and (runs / "fct" / "eval" / "cmp" / "results.json").exists()
