@@ -1,4 +1,4 @@
-"""``memo-rl`` command line: train | eval | bench (sweep and report arrive with their issues).
+"""``memo-rl`` command line: train | eval | sweep | report | bench.
 
 Every user error (bad key, value, preset, env id, run directory) is reported as one line on
 stderr with exit status 2, before any file of an existing run is touched.
@@ -40,6 +40,18 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
     return 0 if run_eval(ns.args) else 1
 
 
+def _cmd_sweep(ns: argparse.Namespace) -> int:
+    from memo_rl.sweep import run_sweep
+
+    return run_sweep(ns)
+
+
+def _cmd_report(ns: argparse.Namespace) -> int:
+    from memo_rl.report import run_report
+
+    return run_report(ns)
+
+
 def _cmd_bench(ns: argparse.Namespace) -> int:
     from memo_rl.bench import run_bench
 
@@ -69,6 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("args", nargs="+", metavar="PATH|eval.key=value")
     evaluate.set_defaults(func=_cmd_eval)
+    from memo_rl.report import add_report_arguments
+    from memo_rl.sweep import add_sweep_arguments
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a grid of configs x seeds: memo-rl sweep experiments/NAME.py [--launcher local|slurm]",
+        description="Run every cell of a sweep file (experiments/NAME.py defines SWEEP = memo_rl.sweep.Sweep(...)) as "
+        "a run directory under runs/sweeps/NAME. Re-running skips finished cells, resumes interrupted ones and retries "
+        "failed ones.",
+    )
+    add_sweep_arguments(sweep)
+    sweep.set_defaults(func=_cmd_sweep)
+    report = sub.add_parser("report", help="aggregate a sweep: IQM with bootstrap CIs, curves, report.md")
+    add_report_arguments(report)
+    report.set_defaults(func=_cmd_report)
     bench = sub.add_parser("bench", help="throughput benchmarks (table + JSON)")
     from memo_rl.bench import add_bench_arguments
 
