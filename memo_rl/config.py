@@ -131,6 +131,25 @@ class PPOConfig:
 
 
 @dataclass
+class SB3Config:
+    """Stable-Baselines3 baselines (``algo=sb3_ppo`` / ``sb3_recurrent_ppo``, ``memo_rl.sb3_baselines``).
+
+    Rollout and loss settings come from the ``ppo`` section (n_steps = ``ppo.rollout_length``,
+    batch size = rollout_length x num_envs / ``ppo.num_minibatches``, ...); only the network
+    shapes, which have no ``ppo`` counterpart, live here (defaults: SB3's own).
+    """
+
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden widths of the policy and value MLPs (after the LSTM for sb3_recurrent_ppo)."""
+    lstm_hidden_size: int = 256
+    """sb3_recurrent_ppo: LSTM width."""
+    n_lstm_layers: int = 1
+    """sb3_recurrent_ppo: stacked LSTM layers."""
+    enable_critic_lstm: bool = True
+    """sb3_recurrent_ppo: the critic has its own LSTM (False: it sees the observation only)."""
+
+
+@dataclass
 class TrainConfig:
     """Budget, seed and hardware."""
 
@@ -231,6 +250,7 @@ class ExperimentConfig:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     algo: str = "ppo"
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    sb3: SB3Config = field(default_factory=SB3Config)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -250,7 +270,7 @@ class ExperimentConfig:
         return self.ppo.sequence_length or self.ppo.rollout_length
 
 
-ALGOS = ("ppo",)
+ALGOS = ("ppo", "sb3_ppo", "sb3_recurrent_ppo")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 GAE_CUTS = ("trial", "episode")
 VECTORIZATIONS = ("auto", "sync", "async")

@@ -493,6 +493,11 @@ def evaluate_target(target: Target, overrides: list[str]) -> Path | None:
                 except CheckpointError as err:
                     skip(path, str(err))
                     continue
+                algo = payload["config"].get("algo", "ppo")
+                if algo != "ppo":
+                    skip(path, f"{path.name} is a {algo} baseline checkpoint; memo-rl eval plays memo-rl agents "
+                               "(algo=ppo) only, compare baselines through their training metrics")
+                    continue
                 step = int(payload["global_step"])
                 if step in folder.done_steps():
                     print(f"[memo-rl eval] {path.name} (step {step:,}) already evaluated in {folder.path}", flush=True)

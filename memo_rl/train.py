@@ -472,17 +472,26 @@ class Trainer:
             logger.log_image("memory/attention", attention_image(result.attention, title), self.global_step)
 
 
+def write_run_config(cfg: ExperimentConfig, run_dir: Path) -> None:
+    """Write ``config.yaml`` (atomically; left untouched when it already says the same)."""
+    # run.resume is an action, not a property of the run: the stored config always says false.
+    stored = config_to_yaml(replace(cfg, run=replace(cfg.run, resume=False)))
+    config_path = Path(run_dir) / "config.yaml"
+    if not config_path.exists() or config_path.read_text() != stored:
+        _write_text_atomic(config_path, stored)
+
+
 def run_training(preset: str | None, overrides: list[str]) -> dict[str, Any]:
     """``memo-rl train``: resolve, build (all validation before any file is written), train."""
     resolved = resolve_run(preset, overrides)
+    if resolved.cfg.algo.startswith("sb3_"):  # Stable-Baselines3 baselines, same run directory contract
+        from memo_rl.sb3_baselines import run_sb3_training
+
+        return run_sb3_training(resolved.cfg, resolved.run_dir, resolved.checkpoint)
     trainer = Trainer(resolved.cfg, resolved.run_dir, resolved.checkpoint)
     resolved.run_dir.mkdir(parents=True, exist_ok=True)
     cfg = resolved.cfg
-    # run.resume is an action, not a property of the run: the stored config always says false.
-    stored = config_to_yaml(replace(cfg, run=replace(cfg.run, resume=False)))
-    config_path = resolved.run_dir / "config.yaml"
-    if not config_path.exists() or config_path.read_text() != stored:
-        _write_text_atomic(config_path, stored)
+    write_run_config(cfg, resolved.run_dir)
     print(
         f"[memo-rl] training {cfg.memory.core} on {cfg.env.id} ({cfg.env.num_envs} envs, "
         f"{cfg.train.total_steps:,} steps, device {trainer.device}) -> {resolved.run_dir}",
