@@ -128,6 +128,8 @@ class BenchOptions:
     """Time budget per memory measurement (at least 3 steps / 2 passes are always timed)."""
     memory_train_batch: int = 16
     memory_train_length: int = 256
+    memory_cores: tuple[str, ...] | None = None
+    """Restrict the memory group to these cores (None: all it knows)."""
 
 
 class Reporter:
@@ -582,6 +584,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="env steps timed per training measurement (default 32768; 2 updates' worth with --quick)")
     parser.add_argument("--device", default=None, metavar="DEV",
                         help="device of the memory group: cpu (default), cuda, or auto")
+    parser.add_argument("--memory-cores", nargs="+", default=None, metavar="CORE",
+                        help="memory group: time only these cores (e.g. hcam memo; memo-w16 is streaming memo)")
 
 
 def _parse_groups(only: str | None) -> list[str]:
@@ -616,6 +620,8 @@ def options_from_args(ns: argparse.Namespace) -> BenchOptions:
         if ns.device not in ("auto", "cpu") and not ns.device.startswith("cuda"):
             raise ConfigError(f"bad value '{ns.device}' for --device (choose from: auto, cpu, cuda, cuda:N)")
         opts.device = ns.device
+    if getattr(ns, "memory_cores", None):
+        opts.memory_cores = tuple(ns.memory_cores)
     return opts
 
 

@@ -54,7 +54,7 @@ def _time_steps(core, num_envs: int, position: int, device, max_seconds: float) 
     state0 = core.synthetic_state(num_envs, position, device)
     x = torch.randn(num_envs, core.d_model, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    target_steps = getattr(core, "segment_length", 16)
+    target_steps = getattr(core, "segment_length", None) or getattr(core, "chunk_size", 16)  # includes one memory write
     with torch.no_grad():
         core.step(x, state0, None)  # warm-up
         sync()
@@ -109,12 +109,24 @@ def memory_group(opts: BenchOptions, report: Reporter) -> list[BenchRow]:
     device = torch.device("cuda" if opts.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if opts.device == "auto" else opts.device))
     N = opts.memory_envs
-    cores = {
-        "gru": _core("gru"),
-        "fct": _core("fct"),
-        "memo": _core("memo"),
-        f"memo-w{STREAMING_WINDOW}": _core("memo", window=STREAMING_WINDOW),
+    builders = {
+        "gru": lambda: _core("gru"),
+        "fct": lambda: _core("fct"),
+        "memo": lambda: _core("memo"),
+        f"memo-w{STREAMING_WINDOW}": lambda: _core("memo", window=STREAMING_WINDOW),
+        "hcam": lambda: _core("hcam"),
     }
+    train_names = ("none", "gru", "lstm", "trxl", "fct", "rmt", "memo", "hcam")
+    if opts.memory_cores is not None:
+        known = sorted(set(builders) | set(train_names))
+        unknown = [c for c in opts.memory_cores if c not in known]
+        if unknown:
+            from memo_rl.config import ConfigError
+
+            raise ConfigError(f"unknown core '{unknown[0]}' in --memory-cores (choose from: {', '.join(known)})")
+        builders = {k: v for k, v in builders.items() if k in opts.memory_cores}
+        train_names = tuple(n for n in train_names if n in opts.memory_cores)
+    cores = {name: build() for name, build in builders.items()}
     rows: list[BenchRow] = []
     by_name: dict[str, BenchRow] = {}
     for position in opts.memory_positions:
@@ -142,16 +154,20 @@ def memory_group(opts: BenchOptions, report: Reporter) -> list[BenchRow]:
             fct.settings["cache_mib"], unit="MiB (fct)", settings={"memo_mib": memo.settings["cache_mib"]},
         ).compare(BenchRow("memory", f"cache memo @{label}", "", memo.settings["cache_mib"]), 8.0 if target else None))
     first, last = opts.memory_positions[0], opts.memory_positions[-1]
-    streaming = f"memo-w{STREAMING_WINDOW}"
-    lo, hi = by_name.get(f"step {streaming} @{first // 1024}k"), by_name.get(f"step {streaming} @{last // 1024}k")
-    if lo is not None and hi is not None and lo is not hi:
-        flat = BenchRow("memory", f"flat {streaming} {last // 1024}k/{first // 1024}k",
-                        "streaming Memo's step speed far into the trial relative to early on", hi.value,
-                        settings={"cache_mib_first": lo.settings["cache_mib"], "cache_mib_last": hi.settings["cache_mib"]})
-        rows.append(flat.compare(lo, 0.8))
+    for flat_core, what, target in (
+        (f"memo-w{STREAMING_WINDOW}", "streaming Memo's step speed far into the trial relative to early on", 0.8),
+        ("hcam", "HCAM's step speed far into the trial relative to early on (reads k chunks, however many are stored)",
+         None),
+        ("memo", "Memo keeping every summary: step speed far into the trial relative to early on", None),
+    ):
+        lo, hi = by_name.get(f"step {flat_core} @{first // 1024}k"), by_name.get(f"step {flat_core} @{last // 1024}k")
+        if lo is not None and hi is not None and lo is not hi:
+            flat = BenchRow("memory", f"flat {flat_core} {last // 1024}k/{first // 1024}k", what, hi.value,
+                            settings={"cache_mib_first": lo.settings["cache_mib"], "cache_mib_last": hi.settings["cache_mib"]})
+            rows.append(flat.compare(lo, target))
 
     batch, seq_len = opts.memory_train_batch, opts.memory_train_length
-    for name in ("none", "gru", "lstm", "trxl", "fct", "rmt", "memo"):
+    for name in train_names:
         core, options = _core(name)
         torch.manual_seed(opts.seed)
 

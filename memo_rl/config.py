@@ -69,7 +69,7 @@ class MemoryConfig:
     """The memory core (``memo_rl.memory``) and its options."""
 
     core: str = "gru"
-    """One of the registered cores: none, gru, lstm, fct, trxl, memo, rmt (``memo_rl.memory``)."""
+    """One of the registered cores: none, gru, lstm, fct, trxl, memo, rmt, hcam (``memo_rl.memory``)."""
     # Core options (DESIGN.md section 3). None = the core's own default; an option the chosen
     # core does not take is ignored with a warning.
     n_layers: int | None = None
@@ -79,11 +79,16 @@ class MemoryConfig:
     summary_length: int | None = None
     """memo/rmt: summary tokens written per segment (l_sum)."""
     window: int | None = None
-    """Streaming bound: memo keeps the newest W summary blocks, fct/trxl the newest W steps."""
+    """Streaming bound: memo keeps the newest W summary blocks, fct/trxl the newest W steps, hcam the
+    newest W chunks."""
     randomize_segments: bool | None = None
     """memo/rmt: draw the training segment length from [0.8, 1.2] x segment_length per forward."""
     mlp_ratio: float | None = None
     """Transformer cores: gated-MLP width as a multiple of agent.d_model."""
+    chunk_size: int | None = None
+    """hcam: steps per memory chunk."""
+    top_k: int | None = None
+    """hcam: memory chunks each query reads."""
 
     def core_options(self) -> dict[str, Any]:
         """The options that are set (not None), by name."""
@@ -195,7 +200,12 @@ class EvalConfig:
     streaming: bool = False
     """Bound the memory by ``eval.window`` so memory and step time stay flat however long the trial."""
     window: int | None = None
-    """Streaming bound: memo keeps the newest W summary blocks, fct/trxl the newest W steps."""
+    """Streaming bound: memo keeps the newest W summary blocks, fct/trxl the newest W steps, hcam the
+    newest W chunks."""
+    token_budget: int | None = None
+    """Streaming bound in tokens instead of ``eval.window``, converted per core so cores compare at
+    equal memory: memo keeps (B - segment_length) / summary_length summary blocks, fct/trxl B steps,
+    hcam (B - chunk_size) / chunk_size chunks."""
     trial_steps: int | None = None
     """Trial length (env option ``trial_length``); None = the length the checkpoint trained on."""
     trials: int = 32
@@ -234,7 +244,11 @@ class EvalConfig:
 
     @property
     def default_tag(self) -> str:
-        memory = f"stream-w{self.window}" if self.streaming and self.window is not None else "full"
+        memory = "full"
+        if self.streaming and self.window is not None:
+            memory = f"stream-w{self.window}"
+        elif self.streaming and self.token_budget is not None:
+            memory = f"stream-b{self.token_budget}"
         trial = f"t{self.trial_steps}" if self.trial_steps else "ttrain"
         mode = "greedy" if self.deterministic else "sampled"
         return f"{memory}-{trial}-{mode}"
@@ -473,11 +487,11 @@ def validate(cfg: ExperimentConfig) -> None:
         ("eval.threads", cfg.eval.threads, 0),
     ]:
         _at_least(key, value, low)
-    for key in ("n_layers", "n_heads", "segment_length", "summary_length", "window"):
+    for key in ("n_layers", "n_heads", "segment_length", "summary_length", "window", "chunk_size", "top_k"):
         value = getattr(cfg.memory, key)
         if value is not None:
             _at_least(f"memory.{key}", value, 1)
-    for key in ("window", "trial_steps", "num_envs"):
+    for key in ("window", "token_budget", "trial_steps", "num_envs"):
         value = getattr(cfg.eval, key)
         if value is not None:
             _at_least(f"eval.{key}", value, 1)

@@ -43,7 +43,8 @@ from memo_rl.types import first_inputs, next_inputs
 RESULTS_FORMAT = 1
 # Eval options that change what is measured: an evaluation folder holds results of one setting
 # (eval.env_id is part of it through the env id the checkpoint is played on).
-MEASURED_OPTIONS = ("streaming", "window", "trial_steps", "trials", "deterministic", "seed", "bin_steps", "env_kwargs")
+MEASURED_OPTIONS = ("streaming", "window", "token_budget", "trial_steps", "trials", "deterministic", "seed",
+                    "bin_steps", "env_kwargs")
 BIN_COLUMNS = ("return_mean", "return_ci95", "success_rate", "spl", "episode_length", "episodes",
                "cached_tokens", "memory_bytes", "step_ms")
 
@@ -103,20 +104,25 @@ def eval_config(stored: dict[str, Any], overrides: list[str]) -> ExperimentConfi
     from memo_rl.memory import core_option_names
 
     accepts_window = "window" in core_option_names(cfg.memory.core)
-    if ev.window is not None and not ev.streaming:
-        raise ConfigError(f"eval.window={ev.window} bounds streaming memory: pass eval.streaming=true with it")
-    if ev.window is not None and not accepts_window:
+    bound = "eval.window" if ev.window is not None else "eval.token_budget" if ev.token_budget is not None else None
+    if ev.window is not None and ev.token_budget is not None:
+        raise ConfigError("give eval.window or eval.token_budget, not both")
+    if bound and not ev.streaming:
+        raise ConfigError(f"{bound} bounds streaming memory: pass eval.streaming=true with it")
+    if bound and not accepts_window:
         raise ConfigError(
-            f"eval.window does not apply to memory.core={cfg.memory.core}: its memory is a fixed-size state already "
-            "(windows apply to memo, fct, trxl)"
+            f"{bound} does not apply to memory.core={cfg.memory.core}: its memory is a fixed-size state already "
+            f"(windows apply to {', '.join(windowed_cores())})"
         )
-    if ev.streaming and accepts_window and ev.window is None:
+    if ev.streaming and accepts_window and bound is None:
         raise ConfigError(
-            f"eval.streaming=true needs eval.window=W for memory.core={cfg.memory.core} "
-            "(memo: summary blocks kept; fct/trxl: steps kept)"
+            f"eval.streaming=true needs eval.window=W or eval.token_budget=B for memory.core={cfg.memory.core} "
+            "(memo: summary blocks kept; fct/trxl: steps kept; hcam: chunks kept)"
         )
     if ev.window is not None:
         cfg.memory.window = ev.window
+    elif ev.token_budget is not None:
+        cfg.memory.window = window_for_budget(cfg, ev.token_budget)
     if ev.env_id is not None:
         cfg.env.id = ev.env_id
     cfg.env.kwargs = {**cfg.env.kwargs, **ev.env_kwargs}
@@ -132,10 +138,38 @@ def eval_config(stored: dict[str, Any], overrides: list[str]) -> ExperimentConfi
     return cfg
 
 
+def window_for_budget(cfg: ExperimentConfig, budget: int) -> int:
+    """The ``memory.window`` that keeps at most ``budget`` tokens in the checkpoint's core."""
+    from memo_rl.memory import build_memory_core, core_option_names
+
+    options = {k: v for k, v in cfg.memory.core_options().items() if k in core_option_names(cfg.memory.core)}
+    core = build_memory_core(cfg.memory.core, cfg.agent.d_model, **options)
+    if hasattr(core, "summary_length"):  # memo: W summary blocks plus the open segment
+        fixed, per_unit, unit = core.segment_length, core.summary_length, "summary blocks"
+    elif hasattr(core, "chunk_size"):  # hcam: W chunks plus the open chunk
+        fixed, per_unit, unit = core.chunk_size, core.chunk_size, "chunks"
+    else:  # fct, trxl: W steps
+        fixed, per_unit, unit = 0, 1, "steps"
+    window = (budget - fixed) // per_unit
+    if window < 1:
+        raise ConfigError(f"eval.token_budget={budget} is too small for memory.core={cfg.memory.core}: it needs at "
+                          f"least {fixed + per_unit} tokens (one unit of {per_unit} plus the open {fixed})")
+    print(f"[memo-rl eval] token budget {budget}: memory.core={cfg.memory.core} keeps {window} {unit}", flush=True)
+    return window
+
+
+def windowed_cores() -> list[str]:
+    """Cores whose memory ``eval.window`` can bound."""
+    from memo_rl.memory import core_names, core_option_names
+
+    return [name for name in core_names() if "window" in core_option_names(name)]
+
+
 def measured_settings(cfg: ExperimentConfig) -> dict[str, Any]:
     """What makes two evaluations comparable: env, core and the measured eval options."""
     ev = asdict(cfg.eval)
-    return {"env_id": cfg.env.id, "memory_core": cfg.memory.core, **{k: ev[k] for k in MEASURED_OPTIONS}}
+    return {"env_id": cfg.env.id, "memory_core": cfg.memory.core, "memory_window": cfg.memory.window,
+            **{k: ev[k] for k in MEASURED_OPTIONS}}
 
 
 # ----------------------------------------------------------------------------- playing trials
@@ -421,7 +455,7 @@ def evaluate_checkpoint(
     probe = probe_trial(agent, cfg.env, device, seed=ev.seed + 999_983, video_steps=ev.video_steps,
                         attention_steps=min(ev.attention_steps, binned.trial_steps), deterministic=ev.deterministic)
     if probe.attention is not None:
-        title = f"{cfg.memory.core} ckpt step {step:,}" + (f", window {ev.window}" if ev.window else "")
+        title = f"{cfg.memory.core} ckpt step {step:,}" + (f", window {cfg.memory.window}" if cfg.memory.window else "")
         image = attention_image(probe.attention, title)
         from PIL import Image
 
@@ -514,7 +548,7 @@ def evaluate_target(target: Target, overrides: list[str]) -> Path | None:
                     torch.set_num_threads(cfg.eval.threads)
                 device = resolve_device(cfg.eval.device)
                 print(f"[memo-rl eval] {path.name} (step {step:,}): {cfg.eval.trials} trials, core {cfg.memory.core}"
-                      + (f", window {cfg.eval.window}" if cfg.eval.window else "") + f", device {device}", flush=True)
+                      + (f", window {cfg.memory.window}" if cfg.memory.window else "") + f", device {device}", flush=True)
                 try:
                     entry = evaluate_checkpoint(path, payload, cfg, device, writer, folder.path)
                 except CheckpointError as err:

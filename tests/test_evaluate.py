@@ -76,6 +76,19 @@ def test_streaming_fct_holds_the_newest_window_steps(runs, tmp_path):
     assert [row["cached_tokens"] for row in results(out)["checkpoints"][0]["bins"]] == [12, 12, 12]
 
 
+def test_a_token_budget_bounds_memo_and_fct_alike_and_plots_them_together(runs, tmp_path):
+    """eval.token_budget=12: memo keeps (12 - 8) / 2 = 2 summary blocks, fct 12 steps."""
+    args = ["eval", str(runs / "memo" / "checkpoints" / "ckpt_000000000384.pt"),
+            str(runs / "fct" / "checkpoints" / "ckpt_000000000384.pt"), *QUICK, "eval.streaming=true",
+            "eval.token_budget=12", "eval.trial_steps=120", f"eval.plot={tmp_path / 'both.png'}"]
+    assert main(args) == 0
+    for name, window, held in (("memo", 2, 2 * 2 + 7), ("fct", 12, 12)):  # memo writes a summary at step 8
+        data = results(runs / name / "eval" / "stream-b12-t120-sampled")
+        assert data["settings"]["memory_window"] == window
+        assert max(row["cached_tokens"] for row in data["checkpoints"][0]["bins"]) == held
+    assert (tmp_path / "both.png").stat().st_size > 0
+
+
 def test_same_seed_same_results_greedy_and_sampled(runs, tmp_path):
     checkpoint = runs / "memo" / "checkpoints" / "ckpt_000000000256.pt"
     returns = {}
@@ -214,7 +227,9 @@ def test_attention_of_the_cores_maps_keys_to_the_steps_they_stand_for(core, tria
         (["{missing}"], "no such checkpoint or folder"),
         (["{memo}", "ppo.lr=1"], "is not an eval option"),
         (["{gru}", "eval.streaming=true", "eval.window=4"], "eval.window does not apply to memory.core=gru"),
-        (["{memo}", "eval.streaming=true"], "needs eval.window=W"),
+        (["{memo}", "eval.streaming=true"], "needs eval.window=W or eval.token_budget=B"),
+        (["{memo}", "eval.streaming=true", "eval.token_budget=9"], "eval.token_budget=9 is too small for memory.core=memo"),
+        (["{memo}", "eval.streaming=true", "eval.token_budget=20", "eval.window=2"], "not both"),
         (["{memo}", "eval.window=4"], "pass eval.streaming=true"),
         (["{memo}", "eval.env_id=memo_rl/DarkRoom-v0"], "does not fit the agent for env 'memo_rl/DarkRoom-v0'"),
         (["{old}"], "has checkpoint format 0; this memo-rl reads format 1"),

@@ -12,6 +12,7 @@
 # Importing a module registers its cores; this order is the order error messages list them in.
 from . import recurrent  # noqa: F401, I001
 from . import full_context, memo  # noqa: F401
+from . import hcam  # noqa: F401
 from .base import (
     MemoryCore,
     State,
@@ -27,6 +28,7 @@ from .base import (
     state_to,
 )
 from .full_context import FCTState, FullContextCore, TransformerXLCore
+from .hcam import HCAMCore, HCAMRead, HCAMState
 from .memo import MemoCore, MemoState, RMTCore
 from .recurrent import GRUCore, LSTMCore, LSTMState, NoMemory
 from .transformer import AttentionRecord, KVSlots, record_attention
@@ -39,6 +41,9 @@ __all__ = [
     "FCTState",
     "FullContextCore",
     "GRUCore",
+    "HCAMCore",
+    "HCAMRead",
+    "HCAMState",
     "KVSlots",
     "LSTMCore",
     "LSTMState",

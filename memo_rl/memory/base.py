@@ -23,6 +23,7 @@ from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
@@ -125,6 +126,19 @@ def span_bounds(resets: Tensor, extra_cuts: Sequence[int] = ()) -> list[int]:
     cuts = set(torch.nonzero(resets[1:].any(dim=1)).flatten().add(1).tolist())
     cuts.update(int(c) for c in extra_cuts if 0 < c < T)
     return [0, *sorted(cuts), T]
+
+
+def segment_ends(filled: Tensor, resets: Tensor, length: int) -> np.ndarray:
+    """``[T, N]`` bool: True where env n's current segment (memo) or chunk (hcam) reaches ``length``
+    steps at step t, given ``filled [N]`` steps already in it and ``resets [T, N]`` (which empty it)."""
+    steps = filled.cpu().numpy().copy()
+    resets_np = resets.cpu().numpy()
+    ends = np.zeros(resets_np.shape, dtype=bool)
+    for t in range(resets_np.shape[0]):  # loop over time only, vectorised over envs
+        steps = np.where(resets_np[t], 0, steps) + 1
+        ends[t] = steps >= length
+        steps[ends[t]] = 0
+    return ends
 
 
 def reset_state(core: MemoryCore, state: State, resets: Tensor | None) -> State:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .base import MemoryCore, register_core, resets_as_bool, span_bounds
+from .base import MemoryCore, register_core, resets_as_bool, segment_ends, span_bounds
 from .transformer import (
     KVSlots,
     TransformerStack,
@@ -173,7 +173,7 @@ class MemoCore(MemoryCore):
         if T == 0:
             return x, state
         seg_len = self._forward_segment_length()
-        completes = self._segment_ends(state.seg_steps, resets, seg_len)  # [T, N] bool, numpy
+        completes = segment_ends(state.seg_steps, resets, seg_len)  # [T, N] bool, numpy
         bounds = span_bounds(resets, np.nonzero(completes.any(axis=1))[0] + 1)  # summaries written after a cut
         completes_t = torch.as_tensor(completes, device=x.device)
         ys = []
@@ -185,18 +185,6 @@ class MemoCore(MemoryCore):
             if bool(done.any()):
                 state = self._write_summary(state, done)
         return torch.cat(ys, dim=1).transpose(0, 1), state  # [N, T, d] -> [T, N, d]
-
-    @staticmethod
-    def _segment_ends(seg_steps: Tensor, resets: Tensor, seg_len: int) -> np.ndarray:
-        """``[T, N]``: True where env n's segment fills at step t (a summary is written after it)."""
-        steps = seg_steps.cpu().numpy().copy()
-        resets_np = resets.cpu().numpy()
-        ends = np.zeros(resets_np.shape, dtype=bool)
-        for t in range(resets_np.shape[0]):
-            steps = np.where(resets_np[t], 0, steps) + 1
-            ends[t] = steps >= seg_len
-            steps[ends[t]] = 0
-        return ends
 
     def _attend_steps(self, x: Tensor, state: MemoState) -> tuple[Tensor, MemoState]:
         """A chunk of steps ``x [N, C, d]`` inside each env's current segment -> ``y [N, C, d]``."""

@@ -21,7 +21,7 @@ Shapes: N envs, C new tokens, P cached slots, L layers, H heads, dh head width, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -238,7 +238,8 @@ class TransformerStack(nn.Module):
         return random_slots(batch_size, self.n_layers, self.n_heads, self.head_dim, positions, device, dtype)
 
     def run(
-        self, x: Tensor, positions: Tensor, past: KVSlots, window: int | None = None
+        self, x: Tensor, positions: Tensor, past: KVSlots, window: int | None = None,
+        layer_hook: Callable[[int, Tensor, Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Process a chunk of C new tokens per env.
 
@@ -247,6 +248,8 @@ class TransformerStack(nn.Module):
             positions: ``[N, C]`` their positions (greater than every valid cached position they may see).
             past: cached slots the chunk attends to (``pos <= own position``, valid only).
             window: if set, a query at position p sees keys at positions > p - window only.
+            layer_hook: called after each block as ``h = layer_hook(layer, h_in, h_out)`` with the
+                block's input and output ``[N, C, d]`` (e.g. to add a memory read, HCAM).
 
         Returns:
             ``y [N, C, d]`` (after the final norm) and the chunk's keys and values
@@ -262,7 +265,10 @@ class TransformerStack(nn.Module):
         weights: list[Tensor] | None = None if self.attention_log is None else []
         h, ks, vs = x, [], []
         for layer, block in enumerate(self.blocks):
+            h_in = h
             h, k, v = block(h, self.rope, positions, past.k[:, layer], past.v[:, layer], mask, weights)
+            if layer_hook is not None:
+                h = layer_hook(layer, h_in, h)
             ks.append(k)
             vs.append(v)
         if weights is not None and self.attention_log is not None:
