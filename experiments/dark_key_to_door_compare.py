@@ -1,0 +1,24 @@
+"""Every memory core against the Stable-Baselines3 baselines on Dark Key-to-Door (500-step trials).
+
+Each method runs its own preset (``configs/dark_key_to_door_<method>.yaml``: our agents with the
+gridworld or transformer PPO settings, SB3 with the gridworld PPO settings) at one shared budget,
+3 seeds each, 1 torch thread per cell:
+
+    memo-rl sweep experiments/dark_key_to_door_compare.py --max-parallel 2       # CPU: 2 cells at a time
+    memo-rl sweep experiments/dark_key_to_door_compare.py --launcher slurm --partition gpu --gpus 1 --time 600
+    memo-rl report runs/sweeps/dark_key_to_door_compare
+
+Cost at 3M steps on one CPU core: about 3 min for none, 15-20 min for gru/lstm and the SB3
+baselines, 50-65 min for each transformer core (benchmarks.md), so about 12 hours of core time
+for the 30 cells.
+"""
+
+from memo_rl.sweep import Sweep
+
+METHODS = ["none", "gru", "lstm", "trxl", "rmt", "fct", "memo", "hcam", "sb3_ppo", "sb3_recurrent_ppo"]
+
+SWEEP = Sweep(
+    grid={"preset": [f"dark_key_to_door_{m}" for m in METHODS]},
+    seeds=[0, 1, 2],
+    overrides=["train.total_steps=3000000", "train.threads=1", "run.checkpoint_interval=50"],
+)
