@@ -115,6 +115,7 @@ def memory_group(opts: BenchOptions, report: Reporter) -> list[BenchRow]:
         "memo": lambda: _core("memo"),
         f"memo-w{STREAMING_WINDOW}": lambda: _core("memo", window=STREAMING_WINDOW),
         "hcam": lambda: _core("hcam"),
+        "memo-hcam": lambda: _core("memo", read="hcam", top_k=4),
     }
     train_names = ("none", "gru", "lstm", "trxl", "fct", "rmt", "memo", "hcam")
     if opts.memory_cores is not None:
@@ -159,6 +160,8 @@ def memory_group(opts: BenchOptions, report: Reporter) -> list[BenchRow]:
         ("hcam", "HCAM's step speed far into the trial relative to early on (reads k chunks, however many are stored)",
          None),
         ("memo", "Memo keeping every summary: step speed far into the trial relative to early on", None),
+        ("memo-hcam", "Memo reading its top-4 summary blocks (HCAM): step speed far into the trial relative to "
+         "early on", None),
     ):
         lo, hi = by_name.get(f"step {flat_core} @{first // 1024}k"), by_name.get(f"step {flat_core} @{last // 1024}k")
         if lo is not None and hi is not None and lo is not hi:

@@ -88,7 +88,10 @@ class MemoryConfig:
     chunk_size: int | None = None
     """hcam: steps per memory chunk."""
     top_k: int | None = None
-    """hcam: memory chunks each query reads."""
+    """hcam: memory chunks each query reads; memo with read=hcam: summary blocks each query reads."""
+    read: str | None = None
+    """memo: how a step reads the summaries, ``full`` (attention to every summary token) or ``hcam``
+    (the top_k most relevant summary blocks through hierarchical chunk attention)."""
 
     def core_options(self) -> dict[str, Any]:
         """The options that are set (not None), by name."""
@@ -288,6 +291,7 @@ ALGOS = ("ppo", "sb3_ppo", "sb3_recurrent_ppo")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 GAE_CUTS = ("trial", "episode")
 VECTORIZATIONS = ("auto", "sync", "async")
+MEMO_READS = ("full", "hcam")
 
 
 # ----------------------------------------------------------------------------- presets
@@ -499,6 +503,8 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"bad value {cfg.eval.device!r} for 'eval.device' (choose from: auto, cpu, cuda, cuda:N)")
     if cfg.eval.tag is not None and not re.fullmatch(r"[A-Za-z0-9_.=-]+", cfg.eval.tag):
         raise ConfigError(f"bad value {cfg.eval.tag!r} for 'eval.tag': use letters, digits and _ . = - only")
+    if cfg.memory.read is not None:
+        _choice("memory.read", cfg.memory.read, MEMO_READS)
     if cfg.memory.mlp_ratio is not None and cfg.memory.mlp_ratio <= 0:
         raise ConfigError(f"bad value {cfg.memory.mlp_ratio!r} for 'memory.mlp_ratio': must be > 0")
     _in_range("ppo.gamma", cfg.ppo.gamma, 0.0, 1.0)

@@ -91,7 +91,7 @@ def test_step_and_sequence_agree_across_chunks_and_resets():
             parts.append(y)
     torch.testing.assert_close(torch.stack(ys), y_seq, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(torch.cat(parts), y_seq, atol=1e-4, rtol=1e-4)
-    assert s_seq.chunk_valid.sum(1).tolist() == [5, 2, 5]  # 23 steps = 5 chunks + 3; env 1 restarted at 13
+    assert s_seq.memory.valid.sum(1).tolist() == [5, 2, 5]  # 23 steps = 5 chunks + 3; env 1 restarted at 13
     assert core.cached_tokens(s_seq) == 23
 
 
@@ -131,12 +131,12 @@ def test_window_keeps_the_newest_chunks():
     core = make_core(window=2)
     with torch.no_grad():
         _, state = core.forward_sequence(torch.randn(30, 2, D), core.initial_state(2), None)
-    assert state.chunk_index[state.chunk_valid].view(2, -1).tolist() == [[5, 6], [5, 6]]
+    assert state.memory.index[state.memory.valid].view(2, -1).tolist() == [[5, 6], [5, 6]]
     assert core.cached_tokens(state) == 2 * C + 2
     synthetic = core.synthetic_state(2, 30)
-    assert synthetic.chunk_index[synthetic.chunk_valid].view(2, -1).tolist() == [[5, 6], [5, 6]]
+    assert synthetic.memory.index[synthetic.memory.valid].view(2, -1).tolist() == [[5, 6], [5, 6]]
     assert core.cached_tokens(synthetic) == 2 * C + 2
-    assert synthetic.chunks.shape[2] == state.chunks.shape[2]  # same allocated columns as stepping there
+    assert synthetic.memory.kv.shape[2] == state.memory.kv.shape[2]  # same allocated columns as stepping there
 
 
 def test_chunks_are_appended_in_place_without_changing_earlier_states():
@@ -152,8 +152,8 @@ def test_chunks_are_appended_in_place_without_changing_earlier_states():
         _, later = core.forward_sequence(x[9:40], snapshot, None)  # writes chunks 3.. past the capacity
         again, _ = core.forward_sequence(x[9:20], snapshot, None)
     torch.testing.assert_close(again, first, rtol=0, atol=0)
-    assert snapshot.chunk_valid.sum(1).tolist() == [2, 2] and later.chunk_valid.sum(1).tolist() == [10, 10]
-    assert later.chunks.shape[2] == chunk_capacity(10) == 10 and [chunk_capacity(n) for n in (1, 9, 11)] == [8, 10, 13]
+    assert snapshot.memory.valid.sum(1).tolist() == [2, 2] and later.memory.valid.sum(1).tolist() == [10, 10]
+    assert later.memory.kv.shape[2] == chunk_capacity(10) == 10 and [chunk_capacity(n) for n in (1, 9, 11)] == [8, 10, 13]
 
 
 @pytest.mark.parametrize("options,message", [({"chunk_size": 0}, "chunk_size"), ({"top_k": 0}, "top_k"),

@@ -15,6 +15,9 @@ SEG, SUM = 8, 2
 CASES = {
     "memo": ("memo", dict(segment_length=SEG, summary_length=SUM, n_layers=2, n_heads=2)),
     "memo_w2": ("memo", dict(segment_length=SEG, summary_length=SUM, n_layers=2, n_heads=2, window=2)),
+    "memo_hcam": ("memo", dict(segment_length=SEG, summary_length=SUM, n_layers=2, n_heads=2, read="hcam", top_k=2)),
+    "memo_hcam_w2": ("memo", dict(segment_length=SEG, summary_length=SUM, n_layers=2, n_heads=2, read="hcam", top_k=2,
+                                  window=2)),
     "rmt": ("rmt", dict(segment_length=SEG, summary_length=SUM, n_layers=2, n_heads=2)),
     "fct": ("fct", dict(n_layers=2, n_heads=2)),
     "fct_w10": ("fct", dict(n_layers=2, n_heads=2, window=10)),
@@ -106,10 +109,11 @@ def test_reset_isolates_trials(case):
 
 
 @torch.no_grad()
-def test_memo_bottleneck_later_segments_see_raw_steps_only_through_the_summary():
+@pytest.mark.parametrize("case", ["memo", "memo_hcam"])
+def test_memo_bottleneck_later_segments_see_raw_steps_only_through_the_summary(case):
     """Changing raw steps of segment 0 moves later outputs only through segment 0's summary:
     with that summary held fixed, outputs after segment 0 do not move at all."""
-    core = make("memo")
+    core = make(case)
     x, _ = data(40, 2)
     x2 = x.clone()
     x2[2:6] += 3.0 * torch.randn(4, 2, D)  # raw steps inside segment 0 (steps 0-7)
@@ -129,7 +133,7 @@ def test_memo_bottleneck_later_segments_see_raw_steps_only_through_the_summary()
     assert torch.equal(y2_fixed[SEG:], y[SEG:])
 
 
-@pytest.mark.parametrize("case", ["memo", "rmt", "fct"])
+@pytest.mark.parametrize("case", ["memo", "memo_hcam", "rmt", "fct"])
 def test_training_backpropagates_through_every_summary(case):
     """A loss on the last step reaches the first step's input (through all summaries for memo/rmt)."""
     core = make(case, train=True)
@@ -178,11 +182,11 @@ def test_memo_randomizes_segment_length_in_training_only():
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("window", [None, 3])
-def test_streaming_memo_memory_stays_bounded_over_20000_steps(window):
+@pytest.mark.parametrize("window,read", [(None, "full"), (3, "full"), (3, "hcam")])
+def test_streaming_memo_memory_stays_bounded_over_20000_steps(window, read):
     torch.manual_seed(0)
     seg, summ = 64, 4
-    core = MemoCore(8, segment_length=seg, summary_length=summ, n_layers=1, n_heads=1, window=window).eval()
+    core = MemoCore(8, segment_length=seg, summary_length=summ, n_layers=1, n_heads=1, window=window, read=read).eval()
     state = core.initial_state(2, "cpu")
     x = torch.randn(2, 8)
     tightest = bound_gap = None
@@ -191,8 +195,11 @@ def test_streaming_memo_memory_stays_bounded_over_20000_steps(window):
         n_summaries = int(state.n_blocks.max())
         bound = (n_summaries if window is None else window) * summ + seg
         held = core.cached_tokens(state)
-        allocated = state.memory.width + state.segment.width
-        assert held <= bound and allocated <= bound, (t, held, allocated, bound)
+        if read == "hcam":  # chunk columns: the newest W blocks plus one to append into
+            allocated, room = state.memory.valid.shape[1] * summ + state.segment.width, summ
+        else:
+            allocated, room = state.memory.width + state.segment.width, 0
+        assert held <= bound and allocated <= bound + room, (t, held, allocated, bound)
         bound_gap = bound - held
         tightest = bound_gap if tightest is None else min(tightest, bound_gap)
     assert int(state.n_blocks.max()) == 20_000 // seg
@@ -248,6 +255,7 @@ def test_compact_left_packs_valid_slots_per_env():
         ("fct", dict(n_heads=3), "n_heads must divide d_model=16"),
         ("trxl", dict(window=None), "trxl needs a window"),
         ("rmt", dict(window=2), "unknown option 'window' for memory core 'rmt'"),
+        ("memo", dict(read="sparse"), "read must be one of full, hcam"),
     ],
 )
 def test_bad_options_are_clear(name, options, message):
@@ -255,7 +263,7 @@ def test_bad_options_are_clear(name, options, message):
         build_memory_core(name, D, **options)
 
 
-@pytest.mark.parametrize("case", ["memo", "memo_w2", "rmt", "fct", "fct_w10", "trxl"])
+@pytest.mark.parametrize("case", ["memo", "memo_w2", "memo_hcam", "memo_hcam_w2", "rmt", "fct", "fct_w10", "trxl"])
 @torch.no_grad()
 def test_synthetic_state_has_the_shape_of_a_real_one(case):
     """Benchmarks build states at far trial positions; they must match stepping there for real."""
@@ -266,6 +274,9 @@ def test_synthetic_state_has_the_shape_of_a_real_one(case):
     assert core.cached_tokens(fake) == core.cached_tokens(real)
     for a, b in zip(torch.utils._pytree.tree_leaves(real), torch.utils._pytree.tree_leaves(fake)):
         assert a.shape == b.shape and a.dtype == b.dtype
-    assert torch.equal(torch.sort(real[0].pos, dim=1).values, torch.sort(fake[0].pos, dim=1).values)
+    if isinstance(real[0], KVSlots):
+        assert torch.equal(torch.sort(real[0].pos, dim=1).values, torch.sort(fake[0].pos, dim=1).values)
+    else:  # hcam read: the same chunk numbers in the same columns
+        assert torch.equal(real[0].index[real[0].valid], fake[0].index[fake[0].valid])
     y, _ = core.step(torch.randn(2, D), fake, None)  # and a step runs on it
     assert y.shape == (2, D)

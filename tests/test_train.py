@@ -73,7 +73,8 @@ TRANSFORMER = ["memory.n_layers=1", "memory.n_heads=2", "memory.segment_length=6
                                         ("gru", ["agent.core_skip=true", "agent.head_hidden=8"]),
                                         ("memo", TRANSFORMER), ("rmt", TRANSFORMER), ("fct", TRANSFORMER[:2]),
                                         ("trxl", [*TRANSFORMER[:2], "memory.window=5"]),
-                                        ("hcam", [*TRANSFORMER[:2], "memory.chunk_size=5", "memory.top_k=2"])])
+                                        ("hcam", [*TRANSFORMER[:2], "memory.chunk_size=5", "memory.top_k=2"]),
+                                        ("memo", [*TRANSFORMER, "memory.read=hcam", "memory.top_k=2"])])
 def test_update_replays_rollout_exactly(tmp_path, tiny, core, agent):
     """Before any gradient step, replaying the stored sequences from the stored memory snapshots
     gives the log-probs and values the rollout computed (resets fall inside the rollout)."""
@@ -99,7 +100,8 @@ def test_update_replays_rollout_exactly(tmp_path, tiny, core, agent):
 
 
 @pytest.mark.parametrize("core,agent", [("memo", TRANSFORMER), ("fct", TRANSFORMER[:2]), ("gru", []),
-                                        ("hcam", [*TRANSFORMER[:2], "memory.chunk_size=5", "memory.top_k=2"])])
+                                        ("hcam", [*TRANSFORMER[:2], "memory.chunk_size=5", "memory.top_k=2"]),
+                                        ("memo", [*TRANSFORMER, "memory.read=hcam", "memory.top_k=2"])])
 def test_memory_is_rebuilt_with_the_new_weights_after_each_update(tmp_path, tiny, core, agent):
     """After an update the memory carried on equals what the *updated* agent would hold had it
     stepped through the whole trial so far; without the rebuild it would act on stale memory."""

@@ -125,62 +125,144 @@ class HCAMRead(nn.Module):
         return self.out((weights.unsqueeze(-1) * read).sum(dim=2))  # [N, Q, d]
 
 
-class HCAMState(NamedTuple):
-    """Memory of N envs: current-chunk KV and layer inputs, completed chunks, counters."""
+class ChunkMemory(NamedTuple):
+    """Prepared chunks of N envs, layer-major (a layer's memory is contiguous), packed per env.
 
-    local: KVSlots  # the current chunk's steps (local attention); pos = step index in the trial
-    buffer: Tensor  # [N, L, C, d] each layer's inputs for the current chunk's steps (detached)
-    fill: Tensor  # [N] long: steps in the current chunk
-    chunks: Tensor  # [N, L, M, C, 2d] completed chunks' keys/values per layer (HCAMRead.prepare)
-    chunk_keys: Tensor  # [N, L, M, d] their keys (layer-major: a layer's memory is contiguous)
-    chunk_valid: Tensor  # [N, M] bool
-    chunk_index: Tensor  # [N, M] long: the chunk's number in the trial
-    n_chunks: Tensor  # [N] long: chunks completed since the trial began
+    Env n's chunks sit in columns ``0 .. count[n] - 1`` (:func:`pack_chunks`); columns beyond are
+    allocated room to append into (:func:`chunk_capacity`).
+    """
+
+    kv: Tensor  # [N, L, M, C, 2d] keys/values of each chunk's contents, per layer (HCAMRead.prepare)
+    keys: Tensor  # [N, L, M, d] chunk keys
+    valid: Tensor  # [N, M] bool
+    index: Tensor  # [N, M] long: the chunk's number in the trial
+
+    def held(self) -> Tensor:
+        """Chunks per env ``[N]``."""
+        return self.valid.sum(dim=1)
 
 
-def chunk_capacity(needed: int) -> int:
+def empty_chunks(batch_size: int, n_layers: int, chunk: int, d_model: int, device, dtype) -> ChunkMemory:
+    return ChunkMemory(
+        torch.zeros(batch_size, n_layers, 0, chunk, 2 * d_model, device=device, dtype=dtype),
+        torch.zeros(batch_size, n_layers, 0, d_model, device=device, dtype=dtype),
+        torch.zeros(batch_size, 0, dtype=torch.bool, device=device),
+        torch.zeros(batch_size, 0, dtype=torch.long, device=device),
+    )
+
+
+def random_chunks(batch_size: int, n_layers: int, chunk: int, d_model: int, first: int, last: int,
+                  device, dtype, window: int | None = None) -> ChunkMemory:
+    """Chunks number ``first .. last - 1`` of random contents, in the columns stepping allocates (benchmarks)."""
+    held = last - first
+    width = chunk_capacity(held, window) if held else 0
+    valid = torch.zeros(batch_size, width, dtype=torch.bool, device=device)
+    valid[:, :held] = True
+    index = torch.zeros(batch_size, width, dtype=torch.long, device=device)
+    index[:, :held] = torch.arange(first, last, device=device)
+    return ChunkMemory(
+        torch.randn(batch_size, n_layers, width, chunk, 2 * d_model, device=device, dtype=dtype),
+        torch.randn(batch_size, n_layers, width, d_model, device=device, dtype=dtype), valid, index,
+    )
+
+
+def chunk_capacity(needed: int, window: int | None = None) -> int:
     """Columns allocated for ``needed`` chunks: the first of 8, 10, 13, 17, ... (x1.25) that fits, so
-    appending stays amortised O(chunk) and a state stepped to n chunks has ``chunk_capacity(n)`` columns."""
+    appending stays amortised O(chunk) and a state stepped to n chunks has ``chunk_capacity(n)``
+    columns; with a window of W chunks never more than W + 1 (the newest W plus the one appended
+    before the oldest is dropped)."""
     capacity = 0
     while capacity < needed:
         capacity = max(8, -(-capacity * 5 // 4))  # ceil(1.25 x)
-    return capacity
+    return capacity if window is None else max(needed, min(capacity, window + 1))
 
 
-def pack_chunks(state: HCAMState) -> HCAMState:
+def pack_chunks(memory: ChunkMemory) -> ChunkMemory:
     """Move each env's valid chunks to the front (keeping order); keep the allocated width unless
-    no env holds a chunk. Every env's chunks then sit in columns ``0 .. count - 1``."""
-    valid = state.chunk_valid
+    no env holds a chunk."""
+    valid = memory.valid
     N, M = valid.shape
     count = valid.sum(dim=1)  # [N]
     if M and int(count.max()) == 0:
-        return state._replace(chunks=state.chunks[:, :, :0], chunk_keys=state.chunk_keys[:, :, :0],
-                              chunk_valid=valid[:, :0], chunk_index=state.chunk_index[:, :0])
+        return ChunkMemory(memory.kv[:, :, :0], memory.keys[:, :, :0], valid[:, :0], memory.index[:, :0])
     packed = torch.arange(M, device=valid.device).unsqueeze(0) < count.unsqueeze(1)  # [N, M]
     if bool((valid == packed).all()):
-        return state
+        return memory
     order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)  # [N, M]: valid columns first
-    _, L, _, C, d2 = state.chunks.shape
-    index = order.view(N, 1, M, 1, 1).expand(N, L, M, C, d2)  # [N, M] -> [N, L, M, C, 2d]
+    _, L, _, C, d2 = memory.kv.shape
+    kv_index = order.view(N, 1, M, 1, 1).expand(N, L, M, C, d2)  # [N, M] -> [N, L, M, C, 2d]
     key_index = order.view(N, 1, M, 1).expand(N, L, M, d2 // 2)  # [N, M] -> [N, L, M, d]
-    return state._replace(chunks=state.chunks.gather(2, index), chunk_keys=state.chunk_keys.gather(2, key_index),
-                          chunk_valid=valid.gather(1, order), chunk_index=state.chunk_index.gather(1, order))
+    return ChunkMemory(memory.kv.gather(2, kv_index), memory.keys.gather(2, key_index), valid.gather(1, order),
+                       memory.index.gather(1, order))
 
 
-def ensure_capacity(state: HCAMState, needed: int) -> HCAMState:
-    """Widen the chunk columns to ``chunk_capacity(needed)`` if fewer are allocated (new columns invalid)."""
-    M = state.chunk_valid.shape[1]
+def _ensure_capacity(memory: ChunkMemory, needed: int, window: int | None) -> ChunkMemory:
+    M = memory.valid.shape[1]
     if needed <= M:
-        return state
-    extra = chunk_capacity(needed) - M
+        return memory
+    extra = chunk_capacity(needed, window) - M
 
     def widen(t: Tensor, dim: int) -> Tensor:
         shape = list(t.shape)
         shape[dim] = extra
         return torch.cat([t, t.new_zeros(shape)], dim=dim)
 
-    return state._replace(chunks=widen(state.chunks, 2), chunk_keys=widen(state.chunk_keys, 2),
-                          chunk_valid=widen(state.chunk_valid, 1), chunk_index=widen(state.chunk_index, 1))
+    return ChunkMemory(widen(memory.kv, 2), widen(memory.keys, 2), widen(memory.valid, 1), widen(memory.index, 1))
+
+
+def append_chunks(memory: ChunkMemory, env: Tensor, kv: Tensor, keys: Tensor, number: Tensor,
+                  window: int | None, n_chunks: Tensor) -> ChunkMemory:
+    """Append one chunk to each env in ``env [n]``: ``kv [n, L, C, 2d]``, ``keys [n, L, d]``, its
+    number in the trial ``number [n]``; then keep the newest ``window`` chunks (of ``n_chunks [N]``
+    written so far, this one included).
+
+    Env n's new chunk goes to column ``count[n]``, a column no state marks valid. Without autograd
+    it is written in place (a state handed out earlier still reads the same chunks: its valid mask,
+    never written in place, excludes that column); with autograd out of place, since earlier reads
+    may have saved the tensor for backward.
+    """
+    count = memory.held()
+    memory = _ensure_capacity(memory, int(count.max()) + 1, window)
+    layers = torch.arange(memory.kv.shape[1], device=env.device)
+    column = count[env]
+    where = (env.unsqueeze(1), layers.unsqueeze(0), column.unsqueeze(1))  # broadcast to [n, L]
+    if torch.is_grad_enabled():
+        all_kv, all_keys = memory.kv.index_put(where, kv), memory.keys.index_put(where, keys)
+    else:
+        all_kv, all_keys = memory.kv.index_put_(where, kv), memory.keys.index_put_(where, keys)
+    valid = memory.valid.index_put((env, column), torch.ones_like(env, dtype=torch.bool))
+    index = memory.index.index_put((env, column), number)
+    if window is not None:  # keep the newest W chunks
+        valid = valid & (index >= (n_chunks - window).unsqueeze(1))
+    return pack_chunks(ChunkMemory(all_kv, all_keys, valid, index))
+
+
+def read_hook(reads: nn.ModuleList, memory: ChunkMemory, layer_inputs: list[Tensor] | None = None, detach: bool = True):
+    """A ``TransformerStack.run`` layer hook adding each layer's HCAM read of ``memory`` after its
+    block; it collects the layer inputs (detached if ``detach``) into ``layer_inputs`` if given."""
+
+    def hook(layer: int, h_in: Tensor, h_out: Tensor) -> Tensor:
+        if layer_inputs is not None:
+            layer_inputs.append(h_in.detach() if detach else h_in)
+        return h_out + reads[layer](h_out, memory.kv[:, layer], memory.keys[:, layer], memory.valid)
+
+    return hook
+
+
+def prepare_chunk(reads: nn.ModuleList, layer_inputs: Tensor) -> tuple[Tensor, Tensor]:
+    """Per layer :meth:`HCAMRead.prepare`: ``layer_inputs [n, L, C, d]`` -> kv ``[n, L, C, 2d]``, keys ``[n, L, d]``."""
+    prepared = [read.prepare(layer_inputs[:, layer]) for layer, read in enumerate(reads)]
+    return torch.stack([kv for kv, _ in prepared], dim=1), torch.stack([k for _, k in prepared], dim=1)
+
+
+class HCAMState(NamedTuple):
+    """Memory of N envs: current-chunk KV and layer inputs, completed chunks, counters."""
+
+    local: KVSlots  # the current chunk's steps (local attention); pos = step index in the trial
+    buffer: Tensor  # [N, L, C, d] each layer's inputs for the current chunk's steps (detached)
+    fill: Tensor  # [N] long: steps in the current chunk
+    memory: ChunkMemory  # completed chunks
+    n_chunks: Tensor  # [N] long: chunks completed since the trial began
 
 
 class HCAMCore(MemoryCore):
@@ -223,10 +305,7 @@ class HCAMCore(MemoryCore):
             self.stack.empty_slots(batch_size, device),
             torch.zeros(batch_size, L, C, d, device=device, dtype=dtype),
             zeros,
-            torch.zeros(batch_size, L, 0, C, 2 * d, device=device, dtype=dtype),
-            torch.zeros(batch_size, L, 0, d, device=device, dtype=dtype),
-            torch.zeros(batch_size, 0, dtype=torch.bool, device=device),
-            torch.zeros(batch_size, 0, dtype=torch.long, device=device),
+            empty_chunks(batch_size, L, C, d, device, dtype),
             zeros.clone(),
         )
 
@@ -236,39 +315,32 @@ class HCAMCore(MemoryCore):
         keep = ~resets.to(torch.bool)  # [N]
         if bool(keep.all()):
             return state
-        state = state._replace(
+        return state._replace(
             local=compact(mask_slots(state.local, keep.unsqueeze(1))),
             fill=state.fill * keep,
-            chunk_valid=state.chunk_valid & keep.unsqueeze(1),
+            memory=pack_chunks(state.memory._replace(valid=state.memory.valid & keep.unsqueeze(1))),
             n_chunks=state.n_chunks * keep,
         )
-        return pack_chunks(state)
 
     def synthetic_state(self, batch_size: int, position: int, device: torch.device | str | None = None) -> HCAMState:
         """The memory after ``position`` steps of a trial: its chunks (newest W, in the columns
         stepping would have allocated) plus the open chunk."""
         n_chunks, fill = divmod(int(position), self.chunk_size)
         held = n_chunks if self.window is None else min(n_chunks, self.window)
-        width = chunk_capacity(held) if held else 0
         dtype = self.stack.final_norm.weight.dtype
         L, C, d = self.n_layers, self.chunk_size, self.d_model
         local = self.stack.random_slots(batch_size, n_chunks * C + torch.arange(fill), device)
         counts = torch.full((batch_size,), n_chunks, dtype=torch.long, device=device)
-        index = torch.zeros(batch_size, width, dtype=torch.long, device=device)
-        index[:, :held] = torch.arange(n_chunks - held, n_chunks, device=device)
-        valid = torch.zeros(batch_size, width, dtype=torch.bool, device=device)
-        valid[:, :held] = True
         return HCAMState(
             local, torch.randn(batch_size, L, C, d, device=device, dtype=dtype), torch.full_like(counts, fill),
-            torch.randn(batch_size, L, width, C, 2 * d, device=device, dtype=dtype),
-            torch.randn(batch_size, L, width, d, device=device, dtype=dtype), valid, index, counts,
+            random_chunks(batch_size, L, C, d, n_chunks - held, n_chunks, device, dtype, self.window), counts,
         )
 
     def cached_tokens(self, state: HCAMState) -> int:
         """Most steps any env holds (completed chunks plus the open chunk)."""
         if state.fill.shape[0] == 0:
             return 0
-        return int((state.chunk_valid.sum(dim=1) * self.chunk_size + held_tokens(state.local)).max())
+        return int((state.memory.held() * self.chunk_size + held_tokens(state.local)).max())
 
     # -- forward --------------------------------------------------------------------------------
     def step(self, x: Tensor, state: HCAMState, resets: Tensor | None) -> tuple[Tensor, HCAMState]:
@@ -306,14 +378,9 @@ class HCAMCore(MemoryCore):
         N, Q, d = x.shape
         offsets = torch.arange(Q, device=x.device)
         positions = (state.n_chunks * self.chunk_size + state.fill).unsqueeze(1) + offsets  # [N, Q]
-        layer_inputs: list[Tensor] = []
-
-        def read_memory(layer: int, h_in: Tensor, h_out: Tensor) -> Tensor:
-            layer_inputs.append(h_in.detach())  # memory contents get no gradient (HCAM)
-            read = self.reads[layer](h_out, state.chunks[:, layer], state.chunk_keys[:, layer], state.chunk_valid)
-            return h_out + read
-
-        y, k, v = self.stack.run(x, positions, state.local, layer_hook=read_memory)
+        layer_inputs: list[Tensor] = []  # memory contents get no gradient (HCAM): collected detached
+        hook = read_hook(self.reads, state.memory, layer_inputs, detach=True)
+        y, k, v = self.stack.run(x, positions, state.local, layer_hook=hook)
         local = append_slots(state.local, k, v, torch.ones_like(positions, dtype=torch.bool), positions)
         new = torch.stack(layer_inputs, dim=1)  # L x [N, Q, d] -> [N, L, Q, d]
         slot = state.fill.unsqueeze(1) + offsets  # [N, Q]; spans never cross a chunk end
@@ -322,37 +389,13 @@ class HCAMCore(MemoryCore):
         return y, state._replace(local=local, buffer=buffer, fill=state.fill + Q)
 
     def _store_chunk(self, state: HCAMState, done: Tensor) -> HCAMState:
-        """Append the current chunk of the envs where ``done [N]`` to their memory; open a new chunk.
-
-        Chunks are packed, so env n's new chunk goes to column ``count[n]``, a column no state
-        marks valid. Without autograd it is written in place (a state handed out earlier still
-        reads the same chunks: its valid mask, never written in place, excludes that column);
-        with autograd out of place, since earlier reads may have saved the tensor for backward.
-        """
-        prepared = [read.prepare(state.buffer[:, layer]) for layer, read in enumerate(self.reads)]
-        kv = torch.stack([c for c, _ in prepared], dim=1)  # L x [N, C, 2d] -> [N, L, C, 2d]
-        keys = torch.stack([k for _, k in prepared], dim=1)  # L x [N, d] -> [N, L, d]
-        count = state.chunk_valid.sum(dim=1)  # [N]
-        state = ensure_capacity(state, int(count.max()) + 1)
+        """Append the current chunk of the envs where ``done [N]`` to their memory; open a new chunk."""
         env = torch.nonzero(done).squeeze(1)
-        layers = torch.arange(self.n_layers, device=done.device)
-        where = (env.unsqueeze(1), layers.unsqueeze(0), count[env].unsqueeze(1))  # broadcast to [n, L]
-        if torch.is_grad_enabled():
-            chunks = state.chunks.index_put(where, kv[env])
-            chunk_keys = state.chunk_keys.index_put(where, keys[env])
-        else:
-            chunks = state.chunks.index_put_(where, kv[env])
-            chunk_keys = state.chunk_keys.index_put_(where, keys[env])
-        valid = state.chunk_valid.index_put((env, count[env]), torch.ones_like(env, dtype=torch.bool))
-        index = state.chunk_index.index_put((env, count[env]), state.n_chunks[env])
+        kv, keys = prepare_chunk(self.reads, state.buffer[env])  # [n, L, C, 2d], [n, L, d]
         n_chunks = state.n_chunks + done.long()
-        if self.window is not None:  # keep the newest W chunks
-            valid = valid & (index >= (n_chunks - self.window).unsqueeze(1))
-        state = HCAMState(
-            compact(mask_slots(state.local, ~done.unsqueeze(1))), state.buffer, state.fill * ~done,
-            chunks, chunk_keys, valid, index, n_chunks,
-        )
-        return pack_chunks(state)
+        memory = append_chunks(state.memory, env, kv, keys, state.n_chunks[env], self.window, n_chunks)
+        local = compact(mask_slots(state.local, ~done.unsqueeze(1)))
+        return HCAMState(local, state.buffer, state.fill * ~done, memory, n_chunks)
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, chunk_size={self.chunk_size}, top_k={self.top_k}, "

@@ -23,6 +23,12 @@ and, unless ``randomize_segments=False``, draws the segment length per call unif
 ``window=W`` keeps only the newest W summary blocks (the bounded memory of streaming evaluation);
 ``rmt`` is the same model with W = 1 always: only the newest summary block is carried.
 
+``read=hcam`` replaces the attention to every summary by an HCAM read (:mod:`.hcam`): a step
+attends to its own segment and, after each layer, reads the top-k summary blocks of that layer
+(chunk key = mean of the block). Re-encoding a new summary keeps each layer's input as that
+layer's chunk; unlike HCAM over raw steps, these chunks keep their gradient (Memo learns through
+its summaries).
+
 State (env dimension first): :class:`MemoState`.
 """
 
@@ -35,6 +41,16 @@ import torch
 from torch import Tensor, nn
 
 from .base import MemoryCore, register_core, resets_as_bool, segment_ends, span_bounds
+from .hcam import (
+    ChunkMemory,
+    HCAMRead,
+    append_chunks,
+    empty_chunks,
+    pack_chunks,
+    prepare_chunk,
+    random_chunks,
+    read_hook,
+)
 from .transformer import (
     KVSlots,
     TransformerStack,
@@ -46,18 +62,21 @@ from .transformer import (
     mask_slots,
 )
 
+READS = ("full", "hcam")
+
 
 class MemoState(NamedTuple):
     """Memory of N envs: summary KV, current-segment KV and counters."""
 
-    memory: KVSlots  # the summaries' keys/values (pos = block * l_sum + j)
+    memory: KVSlots | ChunkMemory  # the summaries' keys/values (pos = block * l_sum + j); chunks with read=hcam
     segment: KVSlots  # the current segment's steps
     n_blocks: Tensor  # [N] long: summary blocks written since the trial began
     seg_steps: Tensor  # [N] long: steps taken in the current segment
 
 
-def _index_slots(slots: KVSlots, idx: Tensor) -> KVSlots:
-    return KVSlots(slots.k[idx], slots.v[idx], slots.valid[idx], slots.pos[idx])
+def _index_envs(memory: KVSlots | ChunkMemory, idx: Tensor) -> KVSlots | ChunkMemory:
+    """The envs ``idx`` of a cache (any NamedTuple of tensors with the env dimension first)."""
+    return type(memory)(*(t[idx] for t in memory))
 
 
 class MemoCore(MemoryCore):
@@ -72,6 +91,11 @@ class MemoCore(MemoryCore):
         randomize_segments: in training, draw the segment length per forward from
             ``[0.8, 1.2] x segment_length``.
         mlp_ratio: gated-MLP hidden width as a multiple of ``d_model``.
+        read: how a step reads the summaries: ``full`` (attends to every summary token) or
+            ``hcam`` (each layer reads the ``top_k`` most relevant summary blocks through
+            hierarchical chunk attention, a block being a chunk; cost grows with k, not with the
+            number of summaries). Summaries keep their gradient either way.
+        top_k: summary blocks read per query with ``read=hcam``.
     """
 
     def __init__(
@@ -84,8 +108,12 @@ class MemoCore(MemoryCore):
         window: int | None = None,
         randomize_segments: bool = True,
         mlp_ratio: float = 4.0,
+        read: str = "full",
+        top_k: int = 4,
     ) -> None:
         super().__init__(d_model)
+        if read not in READS:
+            raise ValueError(f"read must be one of {', '.join(READS)}, got {read!r}")
         for name, value in (("segment_length", segment_length), ("summary_length", summary_length)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value!r}")
@@ -96,14 +124,28 @@ class MemoCore(MemoryCore):
         self.randomize_segments = bool(randomize_segments)
         self.stack = TransformerStack(self.d_model, int(n_layers), int(n_heads), mlp_ratio)
         self.queries = nn.Parameter(torch.zeros(self.summary_length, self.d_model))  # [l_sum, d]
+        self.read = read
+        if read == "hcam":  # one HCAM read per layer over the summary blocks (a block is a chunk)
+            self.reads = nn.ModuleList(
+                HCAMRead(self.d_model, int(n_heads), top_k, self.summary_length) for _ in range(int(n_layers))
+            )
         init_transformer_weights(self, int(n_layers))
 
     # -- state ----------------------------------------------------------------------------------
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> MemoState:
         zeros = torch.zeros(batch_size, dtype=torch.long, device=device)
-        return MemoState(
-            self.stack.empty_slots(batch_size, device), self.stack.empty_slots(batch_size, device), zeros, zeros.clone()
-        )
+        if self.read == "hcam":
+            dtype = self.stack.final_norm.weight.dtype
+            memory = empty_chunks(batch_size, self.stack.n_layers, self.summary_length, self.d_model, device, dtype)
+        else:
+            memory = self.stack.empty_slots(batch_size, device)
+        return MemoState(memory, self.stack.empty_slots(batch_size, device), zeros, zeros.clone())
+
+    def _keep_memory(self, memory: KVSlots | ChunkMemory, keep: Tensor) -> KVSlots | ChunkMemory:
+        """The memory with only the slots / chunks where ``keep [N, P]`` (or ``[N, 1]``) holds."""
+        if isinstance(memory, ChunkMemory):
+            return pack_chunks(memory._replace(valid=memory.valid & keep))
+        return compact(mask_slots(memory, keep))
 
     def reset_state(self, state: MemoState, resets: Tensor | None) -> MemoState:
         if resets is None:
@@ -112,7 +154,7 @@ class MemoCore(MemoryCore):
         if bool(keep.all()):
             return state
         return MemoState(
-            compact(mask_slots(state.memory, keep.unsqueeze(1))),
+            self._keep_memory(state.memory, keep.unsqueeze(1)),
             compact(mask_slots(state.segment, keep.unsqueeze(1))),
             state.n_blocks * keep,
             state.seg_steps * keep,
@@ -123,7 +165,12 @@ class MemoCore(MemoryCore):
         n_blocks, seg_steps = divmod(int(position), self.segment_length)
         held = n_blocks if self.window is None else min(n_blocks, self.window)
         first = (n_blocks - held) * self.summary_length
-        memory = self.stack.random_slots(batch_size, torch.arange(first, n_blocks * self.summary_length), device)
+        if self.read == "hcam":
+            dtype = self.stack.final_norm.weight.dtype
+            memory = random_chunks(batch_size, self.stack.n_layers, self.summary_length, self.d_model,
+                                   n_blocks - held, n_blocks, device, dtype, self.window)
+        else:
+            memory = self.stack.random_slots(batch_size, torch.arange(first, n_blocks * self.summary_length), device)
         segment_pos = n_blocks * self.summary_length + torch.arange(seg_steps)
         counts = torch.full((batch_size,), n_blocks, dtype=torch.long, device=device)
         return MemoState(memory, self.stack.random_slots(batch_size, segment_pos, device), counts, torch.full_like(counts, seg_steps))
@@ -132,7 +179,11 @@ class MemoCore(MemoryCore):
         """Most tokens any env holds (summary tokens + current-segment steps)."""
         if state.memory.valid.shape[0] == 0:
             return 0
-        return int((held_tokens(state.memory) + held_tokens(state.segment)).max())
+        if isinstance(state.memory, ChunkMemory):
+            summary_tokens = state.memory.held() * self.summary_length
+        else:
+            summary_tokens = held_tokens(state.memory)
+        return int((summary_tokens + held_tokens(state.segment)).max())
 
     def key_step_spans(self, key_pos: Tensor, state: MemoState) -> Tensor:
         """Summary keys stand for their whole segment, step keys for their own step (eval mode,
@@ -191,7 +242,10 @@ class MemoCore(MemoryCore):
         C = x.shape[1]
         offsets = torch.arange(C, device=x.device)
         positions = (state.n_blocks * self.summary_length + state.seg_steps).unsqueeze(1) + offsets  # [N, C]
-        y, k, v = self.stack.run(x, positions, cat_slots(state.memory, state.segment))
+        if self.read == "hcam":  # attend to the own segment, read the top-k summary blocks
+            y, k, v = self.stack.run(x, positions, state.segment, layer_hook=read_hook(self.reads, state.memory))
+        else:
+            y, k, v = self.stack.run(x, positions, cat_slots(state.memory, state.segment))
         valid = torch.ones_like(positions, dtype=torch.bool)
         segment = append_slots(state.segment, k, v, valid, positions)
         return y, state._replace(segment=segment, seg_steps=state.seg_steps + C)
@@ -202,15 +256,18 @@ class MemoCore(MemoryCore):
         offsets = torch.arange(self.summary_length, device=n_blocks.device)
         positions = (n_blocks * self.summary_length + seg_steps).unsqueeze(1) + offsets  # [n, l_sum]
         queries = self.queries.unsqueeze(0).expand(n, -1, -1)  # [l_sum, d] -> [n, l_sum, d]
-        summary, _, _ = self.stack.run(queries, positions, cat_slots(memory, segment))
+        if self.read == "hcam":
+            summary, _, _ = self.stack.run(queries, positions, segment, layer_hook=read_hook(self.reads, memory))
+        else:
+            summary, _, _ = self.stack.run(queries, positions, cat_slots(memory, segment))
         return summary
 
     def _write_summary(self, state: MemoState, done: Tensor) -> MemoState:
         """Summarise, re-encode and store the segments of the envs where ``done [N]``; clear those segments."""
         N = done.shape[0]
         everyone = bool(done.all())
-        idx = None if everyone else torch.nonzero(done).squeeze(1)
-        pick = (lambda s: s) if everyone else (lambda s: _index_slots(s, idx))  # noqa: E731
+        idx = torch.arange(N, device=done.device) if everyone else torch.nonzero(done).squeeze(1)
+        pick = (lambda s: s) if everyone else (lambda s: _index_envs(s, idx))  # noqa: E731
         memory, segment = pick(state.memory), pick(state.segment)
         n_blocks = state.n_blocks if everyone else state.n_blocks[idx]
         seg_steps = state.seg_steps if everyone else state.seg_steps[idx]
@@ -218,19 +275,27 @@ class MemoCore(MemoryCore):
         summary = self.summarize_segment(memory, segment, n_blocks, seg_steps)  # [n, l_sum, d]
         offsets = torch.arange(self.summary_length, device=done.device)
         positions = (n_blocks * self.summary_length).unsqueeze(1) + offsets  # [n, l_sum]
-        _, k, v = self.stack.run(summary, positions, memory)  # re-encode: attends to earlier summaries only
-        if not everyone:  # scatter the n new blocks into N-env columns (other envs: invalid slots)
-            k = k.new_zeros((N, *k.shape[1:])).index_copy(0, idx, k)
-            v = v.new_zeros((N, *v.shape[1:])).index_copy(0, idx, v)
-            positions = positions.new_zeros((N, self.summary_length)).index_copy(0, idx, positions)
-        valid = done.unsqueeze(1).expand(N, self.summary_length)  # [N] -> [N, l_sum]
-        memory = append_slots(state.memory, k, v, valid, positions)
-        n_blocks = state.n_blocks + done.long()
-        if self.window is not None:  # keep the newest W blocks: positions >= (n_blocks - W) * l_sum
-            oldest = (n_blocks - self.window).clamp_min(0) * self.summary_length
-            memory = mask_slots(memory, memory.pos >= oldest.unsqueeze(1))
+        new_blocks = state.n_blocks + done.long()
+        if self.read == "hcam":  # re-encode: attend within the block, read earlier blocks; keep each layer's input
+            layer_inputs: list[Tensor] = []  # summaries keep their gradient: Memo trains through them
+            hook = read_hook(self.reads, memory, layer_inputs, detach=False)
+            self.stack.run(summary, positions, self.stack.empty_slots(idx.shape[0], done.device), layer_hook=hook)
+            kv, keys = prepare_chunk(self.reads, torch.stack(layer_inputs, dim=1))  # L x [n, l_sum, d] -> [n, L, l_sum, d]
+            new_memory = append_chunks(state.memory, idx, kv, keys, n_blocks, self.window, new_blocks)
+        else:
+            _, k, v = self.stack.run(summary, positions, memory)  # re-encode: attends to earlier summaries only
+            if not everyone:  # scatter the n new blocks into N-env columns (other envs: invalid slots)
+                k = k.new_zeros((N, *k.shape[1:])).index_copy(0, idx, k)
+                v = v.new_zeros((N, *v.shape[1:])).index_copy(0, idx, v)
+                positions = positions.new_zeros((N, self.summary_length)).index_copy(0, idx, positions)
+            valid = done.unsqueeze(1).expand(N, self.summary_length)  # [N] -> [N, l_sum]
+            new_memory = append_slots(state.memory, k, v, valid, positions)
+            if self.window is not None:  # keep the newest W blocks: positions >= (n_blocks - W) * l_sum
+                oldest = (new_blocks - self.window).clamp_min(0) * self.summary_length
+                new_memory = mask_slots(new_memory, new_memory.pos >= oldest.unsqueeze(1))
+            new_memory = compact(new_memory)
         segment = mask_slots(state.segment, ~done.unsqueeze(1))
-        return MemoState(compact(memory), compact(segment), n_blocks, state.seg_steps * ~done)
+        return MemoState(new_memory, compact(segment), new_blocks, state.seg_steps * ~done)
 
     def extra_repr(self) -> str:
         return (
