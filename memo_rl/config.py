@@ -41,6 +41,9 @@ class EnvConfig:
     vectorization: str = "auto"
     """For envs without a batched implementation: ``sync`` or ``async`` gymnasium vector envs
     (``auto`` = the env's own batched version when it has one, else ``sync``)."""
+    wrappers: list[str] = field(default_factory=list)
+    """Gymnasium wrappers applied to each env, innermost first, as ``module:Class`` (e.g.
+    ``minigrid.wrappers:RGBImgPartialObsWrapper``); for envs run through gymnasium's vector envs."""
 
 
 @dataclass

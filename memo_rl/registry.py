@@ -46,6 +46,20 @@ def _drop_non_numeric_observations(env: gym.Env) -> gym.Env:
     return env
 
 
+def _import_wrapper(path: str):
+    """The wrapper class named ``module:Class`` (``env.wrappers``)."""
+    if ":" not in path:
+        raise ConfigError(f"bad env.wrappers entry '{path}': write it as module:Class, e.g. minigrid.wrappers:ImgObsWrapper")
+    module, name = path.split(":", 1)
+    try:
+        wrapper = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"cannot import env.wrappers entry '{path}': {err}") from None
+    if not (isinstance(wrapper, type) and issubclass(wrapper, gym.Wrapper)):
+        raise ConfigError(f"env.wrappers entry '{path}' is not a gymnasium.Wrapper class")
+    return wrapper
+
+
 # Packages (dependencies of memo-rl) whose import registers gymnasium ids that users name directly.
 ENV_PACKAGES = ("minigrid",)
 
@@ -79,8 +93,14 @@ def make_vector_env(
     if mode == "auto":
         mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
     options: dict = {}
+    if mode == "vector_entry_point" and env_cfg.wrappers:
+        raise ConfigError(
+            f"env.wrappers {list(env_cfg.wrappers)} apply to envs run through gymnasium's vector envs; '{spec.id}' is "
+            "batched natively (set env.vectorization=sync or async to wrap its single-env version)"
+        )
     if mode != "vector_entry_point":
-        options = dict(vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, wrappers=[_drop_non_numeric_observations])
+        wrappers = [*(_import_wrapper(w) for w in env_cfg.wrappers), _drop_non_numeric_observations]
+        options = dict(vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, wrappers=wrappers)
     try:
         env = gym.make_vec(spec.id, num_envs=num_envs, vectorization_mode=mode, **options, **kwargs)
     except TypeError as err:
