@@ -45,6 +45,7 @@ RESULTS_FORMAT = 1
 # (eval.env_id is part of it through the env id the checkpoint is played on).
 MEASURED_OPTIONS = ("streaming", "window", "token_budget", "trial_steps", "trials", "deterministic", "seed",
                     "bin_steps", "env_kwargs")
+MAX_EPISODE_STEPS = 10_000  # cap on an eval trial of an env that reports neither trials nor a time limit
 BIN_COLUMNS = ("return_mean", "return_ci95", "success_rate", "spl", "episode_length", "episodes",
                "cached_tokens", "memory_bytes", "step_ms")
 
@@ -238,10 +239,10 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
     ev = cfg.eval
     n_envs = min(ev.num_envs or ev.trials, ev.trials)
     env = registry.make_vector_env(cfg.env, num_envs=n_envs)
-    trial_steps = getattr(env, "trial_length", None) or ev.trial_steps or registry.env_spec(cfg.env.id).max_episode_steps
-    if trial_steps is None:
-        env.close()
-        raise ConfigError(f"cannot tell how long a trial of '{cfg.env.id}' lasts: it has no trial_length and no time limit")
+    # Our envs say how long a trial lasts; for others (a trial = an episode) play until every env's
+    # first episode ended, at most the time limit or MAX_EPISODE_STEPS, and drop bins no env reached.
+    trial_steps = (getattr(env, "trial_length", None) or ev.trial_steps
+                   or registry.env_spec(cfg.env.id).max_episode_steps or MAX_EPISODE_STEPS)
     n_bins = math.ceil(trial_steps / ev.bin_steps)
     rounds = math.ceil(ev.trials / n_envs)
     per_trial = {k: np.zeros((rounds * n_envs, n_bins)) for k in
@@ -252,7 +253,7 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
     to_tensor = lambda o: registry.obs_to_tensor(o, env.single_observation_space, device)  # noqa: E731
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     agent.eval()
-    started = time.perf_counter()
+    started, longest = time.perf_counter(), 0
     try:
         for r in range(rounds):
             rows = slice(r * n_envs, (r + 1) * n_envs)
@@ -293,6 +294,7 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
                 tokens[b] = max(tokens[b], agent.core.cached_tokens(out.state))
                 mem_bytes[b] = max(mem_bytes[b], state_bytes_per_env(out.state, n_envs))
                 active &= ~trial_end
+                longest = max(longest, t + 1)
                 if not active.any():
                     break
                 inputs = next_inputs(to_tensor(obs), actions, torch.as_tensor(rewards, dtype=torch.float32, device=device),
@@ -306,9 +308,11 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
                           f"ETA {int(eta // 60)}:{int(eta % 60):02d}", flush=True)
     finally:
         env.close()
-    keep = slice(0, ev.trials)
-    return BinnedTrials(ev.bin_steps, trial_steps, **{k: v[keep] for k, v in per_trial.items()},
-                        cached_tokens=tokens, memory_bytes=mem_bytes, step_seconds=step_seconds, step_count=step_count)
+    keep, reached = slice(0, ev.trials), int(np.flatnonzero(step_count).max()) + 1  # bins any env reached
+    trial_steps = min(trial_steps, longest)
+    return BinnedTrials(ev.bin_steps, trial_steps, **{k: v[keep, :reached] for k, v in per_trial.items()},
+                        cached_tokens=tokens[:reached], memory_bytes=mem_bytes[:reached],
+                        step_seconds=step_seconds[:reached], step_count=step_count[:reached])
 
 
 # ----------------------------------------------------------------------------- results folder

@@ -57,3 +57,18 @@ def test_bad_wrappers_are_one_line(tmp_path, capsys, wrapper, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_eval_plays_minigrid_episodes_as_trials(tmp_path):
+    """A trial of a plain gymnasium task is one episode; MiniGrid Memory has no registered time limit
+    (it truncates itself), so evaluation plays until every env's episode ended."""
+    run_dir = tmp_path / "run"
+    assert main(["train", "minigrid_memory_s13random_gru", *SHORT,
+                 "env.id=MiniGrid-MemoryS7-v0", "env.vectorization=sync", f"run.dir={run_dir}"]) == 0
+    out = tmp_path / "eval"
+    assert main(["eval", str(run_dir), "eval.trials=3", "eval.bin_steps=50", "eval.video_steps=0",
+                 f"eval.output={out}"]) == 0
+    entry = json.loads((out / "results.json").read_text())["checkpoints"][-1]
+    episodes = sum(row["episodes"] for row in entry["bins"])
+    assert episodes == 3 and entry["trial_steps"] <= 5 * 7 * 7  # MemoryS7 truncates at 5 x size^2 steps
+    assert 0 < entry["bins"][-1]["episodes"] and all(row["step_ms"] > 0 for row in entry["bins"])
