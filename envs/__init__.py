@@ -28,3 +28,13 @@ register(
     entry_point="envs.gridworld:DarkKeyToDoorEnv",
     vector_entry_point="envs.gridworld:DarkKeyToDoorVectorEnv",
 )
+register(
+    "memo_rl/Nav3D-ExtObjNav-v0",
+    entry_point="envs.nav3d:ExtObjNavEnv",
+    vector_entry_point="envs.nav3d:ExtObjNavVectorEnv",
+)
+register(
+    "memo_rl/Nav3D-MultiON-v0",
+    entry_point="envs.nav3d:MultiONEnv",
+    vector_entry_point="envs.nav3d:MultiONVectorEnv",
+)
