@@ -126,9 +126,13 @@ def final_observations(info: dict, obs, ended: np.ndarray):
     rows = np.flatnonzero(ended)
     if isinstance(obs, dict):
         out = {k: v.copy() for k, v in obs.items()}
-        for k in out:
+        if isinstance(final, dict):  # a dict of batched arrays
+            for k in out:
+                out[k][rows] = final[k][rows]
+            return out
+        for k in out:  # an object array of per-env dicts (None where no episode ended)
             for i in rows:
-                out[k][i] = final[i][k] if final.dtype == object else final[k][i]
+                out[k][i] = final[i][k]
         return out
     out = obs.copy()
     if final.dtype == object:

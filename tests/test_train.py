@@ -272,3 +272,19 @@ def test_top_level_packages_resolve_inside_repository():
 
     assert Path(envs.__file__).resolve().parent.parent == REPO
     assert Path(agents.__file__).resolve().parent.parent == REPO
+
+
+def test_final_observations_of_dict_spaces_in_both_layouts():
+    """Batched envs may give final observations as a dict of arrays or as per-env dicts."""
+    import numpy as np
+
+    from memo_rl.registry import final_observations
+
+    obs = {"a": np.zeros((3, 2)), "b": np.zeros(3)}
+    ended = np.array([False, True, False])
+    per_env = np.empty(3, dtype=object)
+    per_env[1] = {"a": np.full(2, 5.0), "b": 5.0}
+    for final, value in (({"a": np.ones((3, 2)), "b": np.ones(3)}, 1.0), (per_env, 5.0)):
+        out = final_observations({"final_obs": final}, obs, ended)
+        assert out["a"].tolist() == [[0, 0], [value, value], [0, 0]] and out["b"].tolist() == [0, value, 0]
+        assert obs["a"].sum() == 0  # the current observations are left alone
