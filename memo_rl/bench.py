@@ -118,6 +118,7 @@ class BenchOptions:
     env_seconds: float = 1.0
     """Minimum timed seconds per env measurement."""
     env_sizes: tuple[int, ...] = (1, 64, 4096)
+    nav3d_sizes: tuple[int, ...] = (1, 64, 256)
     seed: int = 0
     device: str = "cpu"
     """Where the memory group runs (``auto``: CUDA when available)."""
@@ -273,6 +274,63 @@ def env_group(opts: BenchOptions, report: Reporter) -> list[BenchRow]:
             return BenchRow("env", name, what, value, settings=settings).compare(reference, target)
 
         rows.append(_measure(report, name, f"{env_id} x{n}", row))
+    return rows
+
+
+NAV3D_ID = "memo_rl/Nav3D-ExtObjNav-v0"
+NAV3D_TARGET = 20_000.0  # frames/s at 64x64 RGB-D with 256 envs on the 2-core machine (issue: environments)
+
+
+def _time_minigrid_rgb(min_seconds: float, seed: int) -> tuple[float, dict[str, Any]]:
+    """Frames/s of one MiniGrid Python env rendering its partial view as RGB (3x3 view, 24x24 px)."""
+    import gymnasium as gym
+    import minigrid  # noqa: F401  (registers MiniGrid ids)
+    from minigrid.wrappers import ImgObsWrapper, RGBImgPartialObsWrapper
+
+    env = ImgObsWrapper(RGBImgPartialObsWrapper(gym.make(MINIGRID_ID, agent_view_size=3)))
+    try:
+        env.reset(seed=seed)
+        actions = np.random.default_rng(seed).integers(0, env.action_space.n, size=1024).tolist()
+        steps, start = 0, time.perf_counter()
+        while True:
+            for a in actions:
+                _, _, terminated, truncated, _ = env.step(a)
+                if terminated or truncated:
+                    env.reset()
+            steps += len(actions)
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+    finally:
+        env.close()
+    settings = {"num_envs": 1, "steps": steps, "timed_seconds": round(elapsed, 4),
+                "observation": "RGBImgPartialObsWrapper, 3x3 view (24x24x3)", "actions": "uniform random"}
+    return steps / elapsed, settings
+
+
+@register_group("nav3d", "nav3d frames/s at 64x64 RGB-D (1, 64, 256 envs) vs MiniGrid's RGB Python env")
+def nav3d_group(opts: BenchOptions, report: Reporter) -> list[BenchRow]:
+    def minigrid_row() -> BenchRow:
+        value, settings = _time_minigrid_rgb(opts.env_seconds, opts.seed)
+        return BenchRow("nav3d", "minigrid-memory-rgb", f"{MINIGRID_ID} RGB 3x3 view, 1 Python env (reference)",
+                        value, unit="frames/s", settings=settings)
+
+    reference = _measure(report, "minigrid-memory-rgb", "MiniGrid RGB Python env, 1 env", minigrid_row)
+    rows = [reference]
+    for n in opts.nav3d_sizes:
+        name = f"nav3d-extobjnav-{n}"
+
+        def row(n: int = n, name: str = name) -> BenchRow:
+            value, settings = _time_vector_env(NAV3D_ID, n, opts.env_seconds, opts.seed)
+            target = NAV3D_TARGET if n == 256 else None
+            what = f"{NAV3D_ID}, {n} batched envs, 64x64 RGB-D (numba)"
+            if target:  # an absolute target, expressed as a ratio to the reference measured in this run
+                what += f"; target {target:,.0f} frames/s"
+                settings["target_frames_per_s"] = target
+            return BenchRow("nav3d", name, what, value, unit="frames/s", settings=settings).compare(
+                reference, target / reference.value if target else None)
+
+        rows.append(_measure(report, name, f"{NAV3D_ID} x{n}", row))
     return rows
 
 
@@ -608,7 +666,7 @@ def options_from_args(ns: argparse.Namespace) -> BenchOptions:
             raise ConfigError(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
     if ns.quick:
         opts = BenchOptions(quick=True, train_envs=4, rollout_length=32, train_steps=128, recurrent_ppo_rollouts=1,
-                            env_seconds=0.1, env_sizes=(1, 64, 4096), memory_envs=4, memory_positions=(1024, 2048),
+                            env_seconds=0.1, env_sizes=(1, 64, 4096), nav3d_sizes=(1, 4), memory_envs=4, memory_positions=(1024, 2048),
                             memory_seconds=0.2, memory_train_batch=2, memory_train_length=64)
     else:
         opts = BenchOptions()

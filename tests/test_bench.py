@@ -123,3 +123,11 @@ def test_groups_registry_and_options():
     row = bench.BenchRow("g", "a", "x", 6.0).compare(bench.BenchRow("g", "b", "y", 2.0), target=4.0)
     assert row.ratio == 3.0 and row.met is False and row.to_dict()["reference"] == "b"
     assert "a" in bench.format_table([row])
+
+
+def test_quick_nav3d_bench_rows(tmp_path, capsys):
+    result, _ = _run(tmp_path, capsys, "nav3d")
+    rows = _check_rows(result)
+    assert set(rows) == {"minigrid-memory-rgb", "nav3d-extobjnav-1", "nav3d-extobjnav-4"}
+    assert rows["nav3d-extobjnav-4"]["reference"] == "minigrid-memory-rgb"
+    assert rows["nav3d-extobjnav-4"]["settings"]["num_envs"] == 4 and rows["nav3d-extobjnav-4"]["unit"] == "frames/s"
