@@ -218,17 +218,12 @@ def _time_vector_env(env_id: str, num_envs: int, min_seconds: float, seed: int) 
     return steps * num_envs / elapsed, settings
 
 
-def _time_minigrid(min_seconds: float, seed: int) -> tuple[float, dict[str, Any]]:
-    """Steps/s of one MiniGrid Python env (symbolic obs), random actions, reset on episode end."""
-    import gymnasium as gym
-    import minigrid  # noqa: F401  (registers MiniGrid ids)
-    from minigrid.wrappers import ImgObsWrapper
-
-    env = ImgObsWrapper(gym.make(MINIGRID_ID))
+def _step_python_env(env, min_seconds: float, seed: int) -> tuple[int, int, float]:
+    """Step one Python env with random actions (reset on episode end) for ``min_seconds`` after a
+    warm-up; closes it. Returns (steps, episodes, seconds)."""
     try:
         env.reset(seed=seed)
-        rng = np.random.default_rng(seed)
-        actions = rng.integers(0, env.action_space.n, size=4096).tolist()
+        actions = np.random.default_rng(seed).integers(0, env.action_space.n, size=4096).tolist()
         for a in actions[:256]:  # warm-up
             _, _, terminated, truncated, _ = env.step(a)
             if terminated or truncated:
@@ -243,9 +238,19 @@ def _time_minigrid(min_seconds: float, seed: int) -> tuple[float, dict[str, Any]
             steps += len(actions)
             elapsed = time.perf_counter() - start
             if elapsed >= min_seconds:
-                break
+                return steps, episodes, elapsed
     finally:
         env.close()
+
+
+def _time_minigrid(min_seconds: float, seed: int) -> tuple[float, dict[str, Any]]:
+    """Steps/s of one MiniGrid Python env (symbolic obs), random actions, reset on episode end."""
+    import gymnasium as gym
+    import minigrid  # noqa: F401  (registers MiniGrid ids)
+    from minigrid.wrappers import ImgObsWrapper
+
+    env = ImgObsWrapper(gym.make(MINIGRID_ID))
+    steps, episodes, elapsed = _step_python_env(env, min_seconds, seed)
     settings = {
         "num_envs": 1, "steps": steps, "episodes": episodes, "timed_seconds": round(elapsed, 4),
         "observation": "ImgObsWrapper (symbolic 7x7x3)", "actions": "uniform random, reset on done",
@@ -288,21 +293,7 @@ def _time_minigrid_rgb(min_seconds: float, seed: int) -> tuple[float, dict[str, 
     from minigrid.wrappers import ImgObsWrapper, RGBImgPartialObsWrapper
 
     env = ImgObsWrapper(RGBImgPartialObsWrapper(gym.make(MINIGRID_ID, agent_view_size=3)))
-    try:
-        env.reset(seed=seed)
-        actions = np.random.default_rng(seed).integers(0, env.action_space.n, size=1024).tolist()
-        steps, start = 0, time.perf_counter()
-        while True:
-            for a in actions:
-                _, _, terminated, truncated, _ = env.step(a)
-                if terminated or truncated:
-                    env.reset()
-            steps += len(actions)
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_seconds:
-                break
-    finally:
-        env.close()
+    steps, _, elapsed = _step_python_env(env, min_seconds, seed)
     settings = {"num_envs": 1, "steps": steps, "timed_seconds": round(elapsed, 4),
                 "observation": "RGBImgPartialObsWrapper, 3x3 view (24x24x3)", "actions": "uniform random"}
     return steps / elapsed, settings

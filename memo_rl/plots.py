@@ -60,6 +60,13 @@ def plot_learning_curves(
         ax.set_ylabel(column)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return _save(fig, output, title)
+
+
+def _save(fig, output: Path, title: str | None) -> Path:
+    """Title, lay out and write ``fig`` as a PNG (creating the folder), then close it."""
+    import matplotlib.pyplot as plt
+
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -103,11 +110,4 @@ def plot_eval_bins(curves: dict[str, dict], output: Path, title: str | None = No
     for ax in axes[0][1:]:
         ax.set_ylim(bottom=0)
     axes[0][0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=110)
-    plt.close(fig)
-    return output
+    return _save(fig, output, title)

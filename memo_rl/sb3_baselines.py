@@ -22,7 +22,6 @@ Importing this module imports Stable-Baselines3; the rest of memo_rl imports it 
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -41,7 +40,6 @@ from memo_rl.checkpoint import (
     CHECKPOINT_FORMAT,
     checkpoint_dir,
     checkpoint_path,
-    list_checkpoints,
     numpy_to_tensors,
     prune_checkpoints,
     save_checkpoint,
@@ -50,7 +48,7 @@ from memo_rl.checkpoint import (
 from memo_rl.config import ConfigError, ExperimentConfig, config_to_dict, config_to_yaml
 from memo_rl.logging import RunLogger, flatten_dict
 from memo_rl.ppo import learning_rate
-from memo_rl.train import EpisodeTracker, _write_text_atomic, resolve_device, write_run_config
+from memo_rl.train import EpisodeTracker, progress_line, resolve_device, write_run_config, write_summary
 
 SB3_ALGOS = ("sb3_ppo", "sb3_recurrent_ppo")
 FLAT_PARTS = (spaces.Box, spaces.Discrete, spaces.MultiBinary)
@@ -400,36 +398,12 @@ class SB3Trainer:
         }
 
     def _progress_line(self, m: dict[str, Any]) -> str:
-        total = self.cfg.train.total_steps
-        steps_per_s = m["global_step"] / max(self.elapsed, 1e-9)
-        eta = max(0.0, (total - m["global_step"]) / max(steps_per_s, 1e-9))
-        parts = [
-            f"[memo-rl] {self.cfg.algo} {m['global_step']:>11,}/{total:,} steps ({100 * m['global_step'] / total:3.0f}%)",
-            f"{steps_per_s:,.0f} steps/s", f"ETA {int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}",
-        ]
-        for key, name in (("episode_return_mean", "return"), ("trial_return_mean", "trial return"),
-                          ("success_rate", "success")):
-            if not math.isnan(m[key]):
-                parts.append(f"{name} {m[key]:.3g}")
-        return " | ".join(parts)
+        return progress_line(m, self.cfg.train.total_steps, self.elapsed, label=self.cfg.algo)
 
     def _write_summary(self) -> dict[str, Any]:
-        """summary.json with the keys of ``Trainer._write_summary`` (and ``algo``)."""
-        checkpoints = list_checkpoints(checkpoint_dir(self.run_dir))
-        summary = {
-            "env_id": self.cfg.env.id,
-            "memory_core": "lstm" if self.recurrent else "none",
-            "seed": self.cfg.train.seed,
-            "env_steps": self.global_step,
-            "updates": self.update,
-            "wall_seconds": self.elapsed,
-            "final": {k: v for k, v in self.last_metrics.items() if k not in ("global_step", "update")},
-            "last_checkpoint": str(checkpoints[-1][1]) if checkpoints else None,
-            "algo": self.cfg.algo,
-        }
-        clean = json.loads(json.dumps(summary, default=float).replace("NaN", "null"))
-        _write_text_atomic(self.run_dir / "summary.json", json.dumps(clean, indent=2) + "\n")
-        return clean
+        """summary.json with the keys of our trainer's (and ``algo``)."""
+        return write_summary(self.run_dir, self.cfg, self.global_step, self.update, self.elapsed, self.last_metrics,
+                             "lstm" if self.recurrent else "none", algo=self.cfg.algo)
 
     # -- checkpoints --------------------------------------------------------------------------
 

@@ -213,6 +213,46 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def progress_line(m: dict[str, Any], total_steps: int, elapsed: float, label: str = "") -> str:
+    """The progress line printed at each log interval from a metrics row ``m`` (any trainer)."""
+    step = int(m["global_step"])
+    steps_per_s = step / max(elapsed, 1e-9)
+    eta = max(0.0, (total_steps - step) / max(steps_per_s, 1e-9))
+    parts = [
+        f"[memo-rl] {label + ' ' if label else ''}{step:>11,}/{total_steps:,} steps ({100 * step / total_steps:3.0f}%)",
+        f"{steps_per_s:,.0f} steps/s",
+        f"ETA {int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}",
+        "return n/a" if math.isnan(m["episode_return_mean"]) else f"return {m['episode_return_mean']:.3g}",
+    ]
+    if not math.isnan(m["trial_return_mean"]):
+        parts.append(f"trial return {m['trial_return_mean']:.3g}")
+    if not math.isnan(m["success_rate"]):
+        parts.append(f"success {m['success_rate']:.2f}")
+    return " | ".join(parts)
+
+
+def write_summary(
+    run_dir: Path, cfg: ExperimentConfig, global_step: int, updates: int, elapsed: float, last: dict[str, Any],
+    memory_core: str, **extra: Any,
+) -> dict[str, Any]:
+    """Write ``summary.json`` (final figures, wall time, env steps, last checkpoint); return it."""
+    checkpoints = list_checkpoints(checkpoint_dir(run_dir))
+    summary = {
+        "env_id": cfg.env.id,
+        "memory_core": memory_core,
+        "seed": cfg.train.seed,
+        "env_steps": global_step,
+        "updates": updates,
+        "wall_seconds": elapsed,
+        "final": {k: v for k, v in last.items() if k not in ("global_step", "update")},
+        "last_checkpoint": str(checkpoints[-1][1]) if checkpoints else None,
+        **extra,
+    }
+    clean = json.loads(json.dumps(summary, default=float).replace("NaN", "null"))
+    _write_text_atomic(Path(run_dir) / "summary.json", json.dumps(clean, indent=2) + "\n")
+    return clean
+
+
 @dataclass
 class Carry:
     """What crosses from one rollout into the next: the agent's next inputs and its memory."""
@@ -366,36 +406,11 @@ class Trainer:
         return summary
 
     def _progress_line(self, m: dict[str, Any]) -> str:
-        total = self.cfg.train.total_steps
-        steps_per_s = self.global_step / max(self.elapsed, 1e-9)
-        eta = max(0.0, (total - self.global_step) / max(steps_per_s, 1e-9))
-        parts = [
-            f"[memo-rl] {self.global_step:>11,}/{total:,} steps ({100 * self.global_step / total:3.0f}%)",
-            f"{steps_per_s:,.0f} steps/s",
-            f"ETA {int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}",
-            "return n/a" if math.isnan(m["episode_return_mean"]) else f"return {m['episode_return_mean']:.3g}",
-        ]
-        if not math.isnan(m["trial_return_mean"]):
-            parts.append(f"trial return {m['trial_return_mean']:.3g}")
-        if not math.isnan(m["success_rate"]):
-            parts.append(f"success {m['success_rate']:.2f}")
-        return " | ".join(parts)
+        return progress_line(m, self.cfg.train.total_steps, self.elapsed)
 
     def _write_summary(self, last: dict[str, Any]) -> dict[str, Any]:
-        checkpoints = list_checkpoints(checkpoint_dir(self.run_dir))
-        summary = {
-            "env_id": self.cfg.env.id,
-            "memory_core": self.cfg.memory.core,
-            "seed": self.cfg.train.seed,
-            "env_steps": self.global_step,
-            "updates": self.update,
-            "wall_seconds": self.elapsed,
-            "final": {k: v for k, v in last.items() if k not in ("global_step", "update")},
-            "last_checkpoint": str(checkpoints[-1][1]) if checkpoints else None,
-        }
-        clean = json.loads(json.dumps(summary, default=float).replace("NaN", "null"))
-        _write_text_atomic(self.run_dir / "summary.json", json.dumps(clean, indent=2) + "\n")
-        return clean
+        return write_summary(self.run_dir, self.cfg, self.global_step, self.update, self.elapsed, last,
+                             self.cfg.memory.core)
 
     # -- checkpoints --------------------------------------------------------------------------
 

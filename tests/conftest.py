@@ -1,5 +1,10 @@
+import csv
+from pathlib import Path
+
 import pytest
 import torch
+
+from memo_rl.logging import TIMING_COLUMNS
 
 torch.set_num_threads(1)
 
@@ -24,3 +29,12 @@ TINY = [
 @pytest.fixture
 def tiny():
     return list(TINY)
+
+
+def read_metrics(run_dir: Path, drop_timing: bool = True) -> list[dict]:
+    """The rows of a run's metrics.csv, without the timing columns (which differ between equal runs)."""
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if drop_timing:
+        rows = [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
+    return rows

@@ -11,12 +11,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import read_metrics
 
 from memo_rl import registry
 from memo_rl.checkpoint import list_checkpoints
 from memo_rl.cli import main
 from memo_rl.config import EnvConfig
-from memo_rl.logging import METRIC_TAGS, TIMING_COLUMNS
+from memo_rl.logging import METRIC_TAGS
 from memo_rl.ppo import learning_rate
 from memo_rl.sb3_baselines import TrialVecEnv, flat_observation_space, flatten_observations
 
@@ -24,14 +25,6 @@ REPO = Path(__file__).resolve().parent.parent
 SMALL_NETS = ["sb3.net_arch=[16]", "sb3.lstm_hidden_size=16"]
 TRAINER_SUMMARY_KEYS = {"env_id", "memory_core", "seed", "env_steps", "updates", "wall_seconds", "final",
                         "last_checkpoint"}
-
-
-def read_metrics(run_dir: Path, drop_timing: bool = True) -> list[dict]:
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    if drop_timing:
-        rows = [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
-    return rows
 
 
 @pytest.mark.parametrize("algo", ["sb3_ppo", "sb3_recurrent_ppo"])

@@ -1,6 +1,5 @@
 """End-to-end training: run-directory contract, determinism, replay equality, resume, CLI errors."""
 
-import csv
 import hashlib
 import json
 import os
@@ -12,24 +11,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import read_metrics
 
 from memo_rl.checkpoint import list_checkpoints, load_checkpoint
 from memo_rl.cli import main
 from memo_rl.config import build_config
-from memo_rl.logging import TIMING_COLUMNS
 from memo_rl.ppo import compute_gae, ppo_update
 from memo_rl.train import Trainer
 from memo_rl.types import AgentInputs
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def read_metrics(run_dir: Path, drop_timing: bool = True) -> list[dict]:
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    if drop_timing:
-        rows = [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
-    return rows
 
 
 def test_train_writes_the_run_directory_contract(tmp_path, tiny):

@@ -19,6 +19,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs._common import checked_state, copy_state
+
 from . import _kernels as K
 
 _INT32_MAX = 2**31 - 1
@@ -211,21 +213,11 @@ class GridworldVectorEnv(VectorEnv, metaclass=ABCMeta):
     # ---- state ----------------------------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
         """Copies of the complete dynamic state (task, positions, counters, RNG streams)."""
-        if not self._started:
-            raise RuntimeError("call reset() before get_state()")
-        return {name: arr.copy() for name, arr in self._state.items()}
+        return copy_state(self._state, self._started)
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore a state from ``get_state`` (of an env with the same num_envs and options)."""
-        expected = set(self._state)
-        if set(state) != expected:
-            raise ValueError(f"state keys must be {sorted(expected)}, got {sorted(state)}")
-        new = {}
-        for name, arr in self._state.items():
-            value = np.asarray(state[name])
-            if value.shape != arr.shape:
-                raise ValueError(f"state[{name!r}] must have shape {arr.shape}, got {value.shape}")
-            new[name] = value.astype(arr.dtype, copy=True)
+        new = checked_state(self._state, state)
         for key in ("pos", "goal", "key", "door"):
             if key in new and (new[key].min() < 0 or new[key].max() >= self.size):
                 raise ValueError(f"state[{key!r}] has cells outside the {self.size}x{self.size} grid")

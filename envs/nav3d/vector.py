@@ -18,6 +18,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs._common import checked_state, copy_state
 from envs.gridworld._kernels import seed_rng
 from envs.gridworld.vector import _seed_to_u64, check_int, check_render_mode
 
@@ -255,21 +256,11 @@ class Nav3DVectorEnv(VectorEnv):
     # ---- state ----------------------------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
         """Copies of the complete dynamic state (layout, poses, goals, counters, RNG streams)."""
-        if not self._started:
-            raise RuntimeError("call reset() before get_state()")
-        return {name: arr.copy() for name, arr in self._state.items()}
+        return copy_state(self._state, self._started)
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore a state from ``get_state`` (of an env with the same num_envs and options)."""
-        expected = set(self._state)
-        if set(state) != expected:
-            raise ValueError(f"state keys must be {sorted(expected)}, got {sorted(state)}")
-        new = {}
-        for name, arr in self._state.items():
-            value = np.asarray(state[name])
-            if value.shape != arr.shape:
-                raise ValueError(f"state[{name!r}] must have shape {arr.shape}, got {value.shape}")
-            new[name] = value.astype(arr.dtype, copy=True)
+        new = checked_state(self._state, state)
         g = new["grid"]
         if not (g[:, 0, :].all() and g[:, -1, :].all() and g[:, :, 0].all() and g[:, :, -1].all()):
             raise ValueError("state['grid'] must keep the outer border walls (all ones)")
