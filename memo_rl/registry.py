@@ -63,6 +63,15 @@ def _import_wrapper(path: str):
 # Packages (dependencies of memo-rl) whose import registers gymnasium ids that users name directly.
 ENV_PACKAGES = ("minigrid",)
 
+# Wrappers every env from a package gets (outermost), for what the package does not report itself.
+PACKAGE_WRAPPERS = {"minigrid": ("envs.minigrid:SuccessInfo",)}
+
+
+def _package_wrappers(spec: gym.envs.registration.EnvSpec) -> list:
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else getattr(spec.entry_point, "__module__", "")
+    package = entry.split(":")[0].split(".")[0]
+    return [_import_wrapper(w) for w in PACKAGE_WRAPPERS.get(package, ())]
+
 
 def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     env_id = _import_env_module(env_id)
@@ -99,7 +108,7 @@ def make_vector_env(
             "batched natively (set env.vectorization=sync or async to wrap its single-env version)"
         )
     if mode != "vector_entry_point":
-        wrappers = [*(_import_wrapper(w) for w in env_cfg.wrappers), _drop_non_numeric_observations]
+        wrappers = [*(_import_wrapper(w) for w in env_cfg.wrappers), *_package_wrappers(spec), _drop_non_numeric_observations]
         options = dict(vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, wrappers=wrappers)
     try:
         env = gym.make_vec(spec.id, num_envs=num_envs, vectorization_mode=mode, **options, **kwargs)

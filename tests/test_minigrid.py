@@ -72,3 +72,62 @@ def test_eval_plays_minigrid_episodes_as_trials(tmp_path):
     episodes = sum(row["episodes"] for row in entry["bins"])
     assert episodes == 3 and entry["trial_steps"] <= 5 * 7 * 7  # MemoryS7 truncates at 5 x size^2 steps
     assert 0 < entry["bins"][-1]["episodes"] and all(row["step_ms"] > 0 for row in entry["bins"])
+
+
+def _memory_env_next_to(target: str):
+    """A MiniGrid Memory env (through our SuccessInfo) with the agent one step from the matching
+    ('success') or the other ('failure') object's cell at the end of the hallway."""
+    import gymnasium as gym
+
+    from envs.minigrid import SuccessInfo
+
+    env = SuccessInfo(gym.make("MiniGrid-MemoryS7-v0", agent_view_size=3))
+    env.reset(seed=3)
+    base = env.unwrapped
+    x, y = getattr(base, f"{target}_pos")
+    middle = base.height // 2
+    base.agent_pos = (x, middle)
+    base.agent_dir = 1 if y > middle else 3  # facing south or north, towards the target cell
+    return env
+
+
+@pytest.mark.parametrize("target,success", [("success", 1.0), ("failure", 0.0)])
+def test_success_flag_follows_the_object_picked(target, success):
+    env = _memory_env_next_to(target)
+    _, reward, terminated, truncated, info = env.step(2)  # forward onto the target cell
+    assert terminated and not truncated
+    assert info["success"] == success and (reward > 0) == bool(success)
+
+
+def test_success_flag_is_zero_on_timeout_and_absent_mid_episode():
+    env = _memory_env_next_to("success")
+    env.unwrapped.agent_dir = 0  # facing the wall: forward does not move
+    _, _, terminated, truncated, info = env.step(2)
+    assert not (terminated or truncated) and "success" not in info
+    env.unwrapped.step_count = env.unwrapped.max_steps - 1
+    _, reward, terminated, truncated, info = env.step(0)
+    assert truncated and not terminated and reward == 0 and info["success"] == 0.0
+
+
+def test_vector_envs_report_minigrid_success(tmp_path):
+    """The success flag reaches the trainer's metrics through gymnasium's vector env (final_info)."""
+    import numpy as np
+
+    cfg = build_config("env/minigrid_memory_s7", ["env.num_envs=4", "env.vectorization=sync"])
+    env = registry.make_vector_env(cfg.env)
+    rng = np.random.default_rng(0)
+    flags = []
+    try:
+        env.reset(seed=0)
+        for _ in range(600):
+            _, reward, terminated, truncated, info = env.step(rng.integers(0, 3, size=4))
+            ended = terminated | truncated
+            success = registry.episode_success(info, ended)
+            if not ended.any():
+                continue  # gymnasium's vector env has final_info only on steps where an episode ended
+            flags += success[ended].tolist()
+            assert np.isnan(success[~ended]).all()
+            assert (success[ended] == (terminated & (reward > 0))[ended]).all()
+    finally:
+        env.close()
+    assert flags and set(flags) <= {0.0, 1.0}
