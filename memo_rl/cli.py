@@ -110,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return ns.func(ns)
     except ConfigError as err:
-        print(f"memo-rl: error: {err}", file=sys.stderr)
+        from memo_rl.distributed import is_main_process
+
+        if is_main_process():  # a distributed job reports the error once, not once per rank
+            print(f"memo-rl: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("memo-rl: interrupted; the newest checkpoint is intact (resume with run.resume=true)", file=sys.stderr)

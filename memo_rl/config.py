@@ -197,6 +197,10 @@ class RunConfig:
     """Most trial steps covered by a training attention heatmap."""
     progress: bool = True
     """Print a progress line at each log interval."""
+    distributed: bool = False
+    """Train on several ranks (DD-PPO style, :mod:`memo_rl.distributed`); needs the torchrun launcher,
+    and a torchrun job is distributed even without it. ``env.num_envs`` is per rank,
+    ``train.total_steps`` counts all ranks."""
 
 
 @dataclass

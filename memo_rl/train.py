@@ -46,6 +46,16 @@ from memo_rl.config import (
     config_to_dict,
     config_to_yaml,
 )
+from memo_rl.distributed import (
+    DistContext,
+    all_gather_objects,
+    broadcast_object,
+    check_parameters_in_sync,
+    init_distributed,
+    rank_seed,
+    shutdown,
+    update_model,
+)
 from memo_rl.logging import RunLogger, flatten_dict
 from memo_rl.ppo import RolloutStorage, TrialHistory, categorical, compute_gae, learning_rate, ppo_update
 from memo_rl.probe import attention_image, has_attention, probe_trial
@@ -177,8 +187,18 @@ class EpisodeTracker:
             self.ep_index[trial_end] = 0
 
     def summary(self) -> dict[str, float]:
+        return self._summarize(self.windows, self.episodes)
+
+    @classmethod
+    def merged_summary(cls, states: list[dict[str, Any]]) -> dict[str, float]:
+        """The summary over several trackers' :meth:`state_dict` (the ranks of a distributed job):
+        their windows pooled, their episode counts summed."""
+        windows = {key: [v for state in states for v in state["windows"][key]] for key in states[0]["windows"]}
+        return cls._summarize(windows, sum(int(state["episodes"]) for state in states))
+
+    @staticmethod
+    def _summarize(w: dict[str, Any], episodes: int) -> dict[str, float]:
         mean = lambda d: float(np.mean(d)) if len(d) else float("nan")  # noqa: E731
-        w = self.windows
         return {
             "episode_return_mean": mean(w["returns"]),
             "episode_length_mean": mean(w["lengths"]),
@@ -186,7 +206,7 @@ class EpisodeTracker:
             "trial_return_mean": mean(w["trial_returns"]),
             "first_episode_length_mean": mean(w["first_lengths"]),
             "later_episode_length_mean": mean(w["later_lengths"]),
-            "episodes": self.episodes,
+            "episodes": episodes,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -203,6 +223,21 @@ class EpisodeTracker:
 
 
 # ----------------------------------------------------------------------------- trainer
+
+
+def cpu_threads_per_rank(threads: int, dist: DistContext) -> int:
+    """``train.threads``, capped for CPU ranks sharing a node so that they do not oversubscribe it
+    (two ranks of 2 threads each on 2 cores run several times slower than two of 1 thread)."""
+    if not dist.active or dist.device.type != "cpu":
+        return threads
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    cap = max(1, (os.cpu_count() or 1) // ranks_here)
+    if threads == 0 or threads > cap:
+        if dist.is_main:
+            print(f"[memo-rl] {ranks_here} CPU ranks on {os.cpu_count()} cores: {cap} torch thread(s) per rank "
+                  f"(train.threads={threads})", file=sys.stderr, flush=True)
+        return cap
+    return threads
 
 
 def resolve_device(name: str) -> torch.device:
@@ -263,25 +298,38 @@ class Carry:
 
 
 class Trainer:
-    """PPO on a vector env with a memory agent, writing the run-directory contract."""
+    """PPO on a vector env with a memory agent, writing the run-directory contract.
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None) -> None:
+    In a distributed job (``dist``, see :mod:`memo_rl.distributed`) every rank builds a Trainer
+    over its own envs; all ranks call :meth:`train`, and only rank 0 writes files.
+    """
+
+    def __init__(
+        self, cfg: ExperimentConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None,
+        dist: DistContext | None = None,
+    ) -> None:
         from memo_rl import registry
 
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        if cfg.train.threads > 0:
-            torch.set_num_threads(cfg.train.threads)
-        torch.manual_seed(cfg.train.seed)
-        self.device = resolve_device(cfg.train.device)
+        self.dist = dist or DistContext()
+        threads = cpu_threads_per_rank(cfg.train.threads, self.dist)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.seed = rank_seed(cfg.train.seed, self.dist.rank)
+        torch.manual_seed(self.seed)
+        self.device = self.dist.device if self.dist.active else resolve_device(cfg.train.device)
         self.env = registry.make_vector_env(cfg.env)
         self.obs_space = self.env.single_observation_space
         self.to_tensor = lambda obs: registry.obs_to_tensor(obs, self.obs_space, self.device)  # noqa: E731
         self.agent = registry.make_agent(cfg, self.obs_space, self.env.single_action_space).to(self.device)
+        self.update_model = update_model(self.agent, self.dist)  # after this, every rank holds rank 0's weights
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.ppo.lr, eps=cfg.ppo.adam_eps, foreach=True)
         self.storage = RolloutStorage(cfg.ppo.rollout_length, cfg.env.num_envs, cfg.sequence_length, self.device)
         self.tracker = EpisodeTracker(cfg.env.num_envs)
+        self.steps_per_update = cfg.batch_size * self.dist.world_size  # env steps of all ranks
+        self.num_updates = max(1, math.ceil(cfg.train.total_steps / self.steps_per_update))
         self.global_step, self.update, self.elapsed = 0, 0, 0.0
-        obs, _ = self.env.reset(seed=cfg.train.seed)
+        obs, _ = self.env.reset(seed=self.seed)
         self.carry = self._fresh_carry(obs)
         has_memory = len(tree_flatten(self.carry.memory)[0]) > 0
         self.history = TrialHistory(cfg.ppo.refresh_max_steps) if cfg.ppo.refresh_memory and has_memory else None
@@ -333,7 +381,7 @@ class Trainer:
                 self.to_tensor(obs), actions, rewards, torch.as_tensor(ended, device=self.device), trial_end_t
             )
             carry.resets, carry.memory = trial_end_t, out.state
-            self.global_step += N
+            self.global_step += N * self.dist.world_size
 
     @torch.no_grad()
     def bootstrap_values(self) -> torch.Tensor:
@@ -352,18 +400,19 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
 
     def train(self) -> dict[str, Any]:
-        cfg = self.cfg
+        cfg, main = self.cfg, self.dist.is_main
         summary_path = self.run_dir / "summary.json"
-        if self.update >= cfg.num_updates and summary_path.exists():  # resumed a finished run: leave it be
-            print(f"[memo-rl] {self.run_dir} already finished ({self.global_step:,} steps); nothing to do", flush=True)
+        if self.update >= self.num_updates and summary_path.exists():  # resumed a finished run: leave it be
+            if main:
+                print(f"[memo-rl] {self.run_dir} already finished ({self.global_step:,} steps); nothing to do", flush=True)
             self.env.close()
             return json.loads(summary_path.read_text())
-        logger = RunLogger(self.run_dir, resume_step=self.global_step if self.update > 0 else None)
-        if self.update == 0:
+        logger = RunLogger(self.run_dir, resume_step=self.global_step if self.update > 0 else None) if main else None
+        if logger is not None and self.update == 0:
             logger.log_config(config_to_yaml(cfg), flatten_dict(config_to_dict(cfg)))
         last_metrics: dict[str, Any] = {}
         try:
-            while self.update < cfg.num_updates:
+            while self.update < self.num_updates:
                 start = time.perf_counter()
                 lr = learning_rate(
                     self.global_step, cfg.train.total_steps, cfg.ppo.lr, cfg.ppo.lr_schedule,
@@ -377,47 +426,64 @@ class Trainer:
                     self.storage.rewards, self.storage.values, self.storage.dones, self.bootstrap_values(),
                     self.storage.truncation_values, cfg.ppo.gamma, cfg.ppo.gae_lambda,
                 )
-                stats = ppo_update(self.agent, self.optimizer, self.storage, advantages, returns, cfg.ppo)
+                stats = ppo_update(self.update_model, self.optimizer, self.storage, advantages, returns, cfg.ppo)
                 self.refresh_memory()
                 end = time.perf_counter()
                 self.elapsed += end - start
                 self.update += 1
-                is_last = self.update == cfg.num_updates
+                is_last = self.update == self.num_updates
                 if self.update % cfg.run.log_interval == 0 or is_last:
                     last_metrics = {
-                        "global_step": self.global_step, "update": self.update, **self.tracker.summary(), "lr": lr,
+                        "global_step": self.global_step, "update": self.update, **self._episode_summary(), "lr": lr,
                         **vars(stats), "cached_tokens": self.agent.core.cached_tokens(self.carry.memory),
-                        "fps": cfg.batch_size / (end - start), "rollout_seconds": rollout_done - start,
+                        "fps": self.steps_per_update / (end - start), "rollout_seconds": rollout_done - start,
                         "update_seconds": end - rollout_done, "wall_seconds": self.elapsed,
                     }
-                    logger.log_metrics(last_metrics)
-                    if cfg.run.progress:
-                        print(self._progress_line(last_metrics), flush=True)
+                    if logger is not None:
+                        logger.log_metrics(last_metrics)
+                        if cfg.run.progress:
+                            print(self._progress_line(last_metrics), flush=True)
                 video = self.video_enabled and self.update % cfg.run.video_interval == 0
                 attention = self.attention_enabled and self.update % cfg.run.attention_interval == 0
-                if video or attention:
+                if logger is not None and (video or attention):
                     self._log_probe(logger, video, attention)
                 if self.update % cfg.run.checkpoint_interval == 0 or is_last:
+                    check_parameters_in_sync(self.dist, self.agent)
                     self.save()
         finally:
-            logger.close()
+            if logger is not None:
+                logger.close()
             self.env.close()
-        summary = self._write_summary(last_metrics)
-        return summary
+        if not main:
+            return {}
+        return self._write_summary(last_metrics)
+
+    def _episode_summary(self) -> dict[str, float]:
+        """Episode statistics over the recent episodes of every rank (collective when distributed)."""
+        if not self.dist.active:
+            return self.tracker.summary()
+        return EpisodeTracker.merged_summary(all_gather_objects(self.dist, self.tracker.state_dict()))
 
     def _progress_line(self, m: dict[str, Any]) -> str:
         return progress_line(m, self.cfg.train.total_steps, self.elapsed)
 
     def _write_summary(self, last: dict[str, Any]) -> dict[str, Any]:
+        extra = {"world_size": self.dist.world_size} if self.dist.active else {}
         return write_summary(self.run_dir, self.cfg, self.global_step, self.update, self.elapsed, last,
-                             self.cfg.memory.core)
+                             self.cfg.memory.core, **extra)
 
     # -- checkpoints --------------------------------------------------------------------------
 
-    def save(self) -> Path:
-        """Write ``checkpoints/ckpt_<global_step>.pt`` atomically (everything needed for an exact resume)."""
-        memory_leaves, _ = tree_flatten(self.carry.memory)
-        env_state = self.env.get_state() if hasattr(self.env, "get_state") else None
+    def save(self) -> Path | None:
+        """Write ``checkpoints/ckpt_<global_step>.pt`` atomically (everything needed for an exact resume).
+
+        Distributed: collective. Rank 0 writes the weights and optimizer (equal on every rank), its
+        own rollout state at the top level, and the other ranks' under ``rank_states``; other
+        ranks return None.
+        """
+        states = all_gather_objects(self.dist, self._rank_state())
+        if not self.dist.is_main:
+            return None
         payload = {
             "format": CHECKPOINT_FORMAT,
             "config": config_to_dict(self.cfg),
@@ -426,7 +492,23 @@ class Trainer:
             "elapsed": self.elapsed,
             "model": self.agent.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state()},
+            **states[0],
+        }
+        if self.dist.active:
+            payload.update(world_size=self.dist.world_size, rank_states=states[1:])
+        path = save_checkpoint(checkpoint_path(self.run_dir, self.global_step), payload)
+        prune_checkpoints(checkpoint_dir(self.run_dir), self.cfg.run.keep_checkpoints)
+        return path
+
+    def _rank_state(self) -> dict[str, Any]:
+        """What differs between ranks: RNG, envs, carried inputs and memory, episode statistics."""
+        memory_leaves, _ = tree_flatten(self.carry.memory)
+        env_state = self.env.get_state() if hasattr(self.env, "get_state") else None
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "rng": rng,
             "env_state": None if env_state is None else numpy_to_tensors(env_state),
             "carry": {
                 "inputs": tuple(tree_map(lambda x: x.cpu(), list(self.carry.inputs))),
@@ -436,23 +518,27 @@ class Trainer:
             "tracker": self.tracker.state_dict(),
             "history": None if self.history is None else self.history.state_dict(),
         }
-        if torch.cuda.is_available():
-            payload["rng"]["cuda"] = torch.cuda.get_rng_state_all()
-        path = save_checkpoint(checkpoint_path(self.run_dir, self.global_step), payload)
-        prune_checkpoints(checkpoint_dir(self.run_dir), self.cfg.run.keep_checkpoints)
-        return path
 
     def _restore(self, payload: dict[str, Any]) -> None:
         self.agent.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.global_step, self.update = int(payload["global_step"]), int(payload["update"])
         self.elapsed = float(payload.get("elapsed", 0.0))
-        torch.set_rng_state(payload["rng"]["torch"])
-        if "cuda" in payload["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
-        if payload["env_state"] is not None and hasattr(self.env, "set_state"):
-            self.env.set_state(tensors_to_numpy(payload["env_state"]))
-            carry = payload["carry"]
+        rank = self.dist.rank
+        others = payload.get("rank_states", [])
+        state = payload if rank == 0 else others[rank - 1] if rank - 1 < len(others) else None
+        if state is None:  # the job grew: this rank has no stored state
+            print(f"[memo-rl] rank {rank}: the checkpoint holds {len(others) + 1} ranks' state; starting fresh trials",
+                  file=sys.stderr, flush=True)
+            torch.manual_seed(self.seed + self.global_step)
+            self._fresh_trials()
+            return
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if state["env_state"] is not None and hasattr(self.env, "set_state"):
+            self.env.set_state(tensors_to_numpy(state["env_state"]))
+            carry = state["carry"]
             _, spec = tree_flatten(self.agent.initial_state(self.cfg.env.num_envs, self.device))
             to_device = lambda x: x.to(self.device)  # noqa: E731
             self.carry = Carry(
@@ -460,12 +546,15 @@ class Trainer:
                 carry["resets"].to(self.device),
                 tree_unflatten([leaf.to(self.device) for leaf in carry["memory"]], spec),
             )
-            self.tracker.load_state_dict(payload["tracker"])
-            if self.history is not None and payload.get("history") is not None:
-                self.history.load_state_dict(payload["history"], self.carry.memory, self.device)
+            self.tracker.load_state_dict(state["tracker"])
+            if self.history is not None and state.get("history") is not None:
+                self.history.load_state_dict(state["history"], self.carry.memory, self.device)
         else:  # env state not savable (generic gymnasium env): continue with fresh trials
-            obs, _ = self.env.reset(seed=self.cfg.train.seed + self.global_step)
-            self.carry = self._fresh_carry(obs)
+            self._fresh_trials()
+
+    def _fresh_trials(self) -> None:
+        obs, _ = self.env.reset(seed=self.seed + self.global_step)
+        self.carry = self._fresh_carry(obs)
 
     # -- videos and attention maps ------------------------------------------------------------
 
@@ -497,21 +586,58 @@ def write_run_config(cfg: ExperimentConfig, run_dir: Path) -> None:
 
 
 def run_training(preset: str | None, overrides: list[str]) -> dict[str, Any]:
-    """``memo-rl train``: resolve, build (all validation before any file is written), train."""
-    resolved = resolve_run(preset, overrides)
-    if resolved.cfg.algo.startswith("sb3_"):  # Stable-Baselines3 baselines, same run directory contract
-        from memo_rl.sb3_baselines import run_sb3_training
+    """``memo-rl train``: resolve, build (all validation before any file is written), train.
 
-        return run_sb3_training(resolved.cfg, resolved.run_dir, resolved.checkpoint)
-    trainer = Trainer(resolved.cfg, resolved.run_dir, resolved.checkpoint)
-    resolved.run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = resolved.cfg
-    write_run_config(cfg, resolved.run_dir)
-    print(
-        f"[memo-rl] training {cfg.memory.core} on {cfg.env.id} ({cfg.env.num_envs} envs, "
-        f"{cfg.train.total_steps:,} steps, device {trainer.device}) -> {resolved.run_dir}",
-        flush=True,
-    )
-    summary = trainer.train()
-    print(f"[memo-rl] done: {summary['env_steps']:,} steps in {summary['wall_seconds']:.0f}s; run in {resolved.run_dir}")
-    return summary
+    Under torchrun (or with ``run.distributed=true``) rank 0 resolves the run and hands the
+    config, run directory and checkpoint to the other ranks (no shared filesystem needed for the
+    start); every rank then builds its Trainer and trains.
+    """
+    requested = build_config(preset, overrides)
+    dist_ctx = init_distributed(requested.run.distributed, requested.train.device)
+    try:
+        if dist_ctx.active and requested.algo != "ppo":
+            raise ConfigError(f"run.distributed supports algo=ppo, not algo={requested.algo}")
+        resolved = _resolve_on_main(dist_ctx, preset, overrides)
+        if resolved.cfg.algo.startswith("sb3_"):  # Stable-Baselines3 baselines, same run directory contract
+            from memo_rl.sb3_baselines import run_sb3_training
+
+            return run_sb3_training(resolved.cfg, resolved.run_dir, resolved.checkpoint)
+        trainer = Trainer(resolved.cfg, resolved.run_dir, resolved.checkpoint, dist_ctx)
+        cfg = resolved.cfg
+        if dist_ctx.is_main:
+            resolved.run_dir.mkdir(parents=True, exist_ok=True)
+            write_run_config(cfg, resolved.run_dir)
+            ranks = f"{dist_ctx.world_size} ranks x " if dist_ctx.active else ""
+            print(
+                f"[memo-rl] training {cfg.memory.core} on {cfg.env.id} ({ranks}{cfg.env.num_envs} envs, "
+                f"{cfg.train.total_steps:,} steps, device {trainer.device}) -> {resolved.run_dir}",
+                flush=True,
+            )
+        summary = trainer.train()
+        if dist_ctx.is_main:
+            print(f"[memo-rl] done: {summary['env_steps']:,} steps in {summary['wall_seconds']:.0f}s; "
+                  f"run in {resolved.run_dir}")
+        return summary
+    finally:
+        shutdown(dist_ctx)
+
+
+def _resolve_on_main(dist_ctx: DistContext, preset: str | None, overrides: list[str]) -> ResolvedRun:
+    """:func:`resolve_run` on rank 0 only (one default run directory, one set of messages), its
+    result (or its ConfigError) broadcast to every rank."""
+    if not dist_ctx.active:
+        return resolve_run(preset, overrides)
+    outcome: tuple[str, Any] | None = None
+    if dist_ctx.is_main:
+        try:
+            resolved = resolve_run(preset, overrides)
+            outcome = ("ok", (config_to_dict(resolved.cfg), str(resolved.run_dir), resolved.checkpoint))
+        except ConfigError as err:
+            outcome = ("error", str(err))
+    kind, value = broadcast_object(dist_ctx, outcome)
+    if kind == "error":
+        raise ConfigError(value)
+    if dist_ctx.is_main:
+        return resolved
+    cfg_dict, run_dir, checkpoint = value
+    return ResolvedRun(config_from_dict(cfg_dict), Path(run_dir), checkpoint)

@@ -107,7 +107,7 @@ def test_memory_is_rebuilt_with_the_new_weights_after_each_update(tmp_path, tiny
         seen_resets.append(st.resets.clone())
         advantages, returns = compute_gae(st.rewards, st.values, st.dones, trainer.bootstrap_values(),
                                           st.truncation_values, cfg.ppo.gamma, cfg.ppo.gae_lambda)
-        ppo_update(trainer.agent, trainer.optimizer, st, advantages, returns, cfg.ppo)
+        ppo_update(trainer.update_model, trainer.optimizer, st, advantages, returns, cfg.ppo)
         stale = trainer.carry.memory
         trainer.refresh_memory()
     assert len(trainer.history.chunks) == 2  # the trial began in the first rollout

@@ -162,9 +162,13 @@ class MemoryCore(nn.Module, metaclass=ABCMeta):
         d_model: width of the inputs and outputs.
         is_recurrent: True when the state is a fixed-size recurrent hidden state (gru, lstm);
             False for the memoryless core and for cores whose state is a cache of tokens.
+        may_skip_parameters: True when a ``forward_sequence`` may leave some parameters out of
+            the autograd graph (e.g. summary queries when no segment ends inside the sequence);
+            distributed training then has DistributedDataParallel look for unused parameters.
     """
 
     is_recurrent: ClassVar[bool] = False
+    may_skip_parameters: ClassVar[bool] = False
 
     def __init__(self, d_model: int) -> None:
         super().__init__()

@@ -277,6 +277,8 @@ class HCAMCore(MemoryCore):
         mlp_ratio: gated-MLP hidden width as a multiple of ``d_model``.
     """
 
+    may_skip_parameters = True  # the chunk read takes part only once a chunk is complete
+
     def __init__(
         self, d_model: int, chunk_size: int = 32, top_k: int = 4, n_layers: int = 3, n_heads: int = 4,
         window: int | None = None, mlp_ratio: float = 4.0,

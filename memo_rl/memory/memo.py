@@ -98,6 +98,8 @@ class MemoCore(MemoryCore):
         top_k: summary blocks read per query with ``read=hcam``.
     """
 
+    may_skip_parameters = True  # summary queries (and the HCAM read) take part only where a segment ends
+
     def __init__(
         self,
         d_model: int,

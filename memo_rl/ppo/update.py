@@ -25,7 +25,7 @@ class UpdateStats:
 
 
 def ppo_update(
-    agent: nn.Module,
+    model: nn.Module,
     optimizer: torch.optim.Optimizer,
     storage: RolloutStorage,
     advantages: torch.Tensor,
@@ -34,15 +34,18 @@ def ppo_update(
 ) -> UpdateStats:
     """Run ``cfg.epochs`` epochs of minibatch PPO; return the stats averaged over minibatches.
 
-    Each minibatch replays whole sequences with ``agent.forward_sequence`` from the memory
-    snapshot stored at the sequence start, so recurrent/transformer cores see what rollout saw.
+    ``model(inputs, initial_state, resets)`` is the agent's ``forward_sequence`` as a module
+    (:class:`memo_rl.distributed.SequenceForward`, wrapped in DistributedDataParallel in a
+    distributed job, which then averages each minibatch's gradients across ranks in ``backward``).
+    Each minibatch replays whole sequences from the memory snapshot stored at the sequence start,
+    so recurrent/transformer cores see what rollout saw.
     """
-    agent.train()
+    model.train()
     totals = dict(policy_loss=0.0, value_loss=0.0, entropy=0.0, approx_kl=0.0, clip_fraction=0.0, grad_norm=0.0)
     count = 0
     for _ in range(cfg.epochs):
         for batch in storage.minibatches(advantages, returns, cfg.num_minibatches):
-            out = agent.forward_sequence(batch.inputs, batch.initial_state, batch.resets)
+            out = model(batch.inputs, batch.initial_state, batch.resets)
             log_probs, entropy = log_prob_and_entropy(out.logits, batch.actions)
             entropy = entropy.mean()
             adv = normalize_advantages(batch.advantages) if cfg.normalize_advantages else batch.advantages
@@ -51,7 +54,7 @@ def ppo_update(
             loss = policy.loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             totals["policy_loss"] += policy.loss.item()
             totals["value_loss"] += v_loss.item()
