@@ -96,7 +96,8 @@ class ActorCritic(nn.Module):
     def _heads(self, embedded: Tensor, features: Tensor, state: Any) -> AgentOutput:
         if self.core_skip:
             features = torch.cat([features, embedded], dim=-1)  # [..., 2 * d_model]
-        return AgentOutput(self.policy_head(features), self.value_head(features).squeeze(-1), state)
+        # fp32 outputs also under bf16 autocast (memo_rl.accel): sampling and losses stay exact.
+        return AgentOutput(self.policy_head(features).float(), self.value_head(features).squeeze(-1).float(), state)
 
     def step(self, inputs: AgentInputs, state: Any, resets: Tensor) -> AgentOutput:
         """One env step for N envs: inputs ``[N, ...]``, resets ``[N]`` -> logits ``[N, A]``, values ``[N]``."""

@@ -171,6 +171,10 @@ class TrainConfig:
     """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``."""
     threads: int = 1
     """torch CPU threads (pinned for speed and determinism; 0 = torch's default)."""
+    amp: str = "auto"
+    """Mixed precision: ``auto`` (bf16 autocast for transformer cores on CUDA), ``bf16`` or ``fp32``."""
+    compile: bool = False
+    """``torch.compile`` the agent's encoder, heads and attention blocks (first updates are slower)."""
 
 
 @dataclass
@@ -299,6 +303,7 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 GAE_CUTS = ("trial", "episode")
 VECTORIZATIONS = ("auto", "sync", "async")
 MEMO_READS = ("full", "hcam")
+AMP_MODES = ("auto", "bf16", "fp32")  # memo_rl.accel
 
 
 # ----------------------------------------------------------------------------- presets
@@ -459,6 +464,7 @@ def validate(cfg: ExperimentConfig) -> None:
     _choice("ppo.lr_schedule", cfg.ppo.lr_schedule, LR_SCHEDULES)
     _choice("ppo.gae_cut", cfg.ppo.gae_cut, GAE_CUTS)
     _choice("env.vectorization", cfg.env.vectorization, VECTORIZATIONS)
+    _choice("train.amp", cfg.train.amp, AMP_MODES)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.train.device):
         raise ConfigError(f"bad value {cfg.train.device!r} for 'train.device' (choose from: auto, cpu, cuda, cuda:N)")
     for key, value, low in [

@@ -39,10 +39,11 @@ METRIC_TAGS: dict[str, str] = {
     "cached_tokens": "memory/cached_tokens",
     "fps": "perf/fps",
     "rollout_seconds": "perf/rollout_seconds",
+    "env_seconds": "perf/env_seconds",  # the part of rollout_seconds spent inside env.step
     "update_seconds": "perf/update_seconds",
     "wall_seconds": "perf/wall_seconds",
 }
-TIMING_COLUMNS = ("fps", "rollout_seconds", "update_seconds", "wall_seconds")
+TIMING_COLUMNS = ("fps", "rollout_seconds", "env_seconds", "update_seconds", "wall_seconds")
 
 
 def _format(value: Any) -> str:
@@ -71,12 +72,15 @@ class RunLogger:
         self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge)
 
     def _truncate_csv(self, resume_step: int) -> None:
+        """Keep the rows up to ``resume_step``, under the current columns (a run started by an
+        older version may lack some: they stay empty in its earlier rows)."""
         with open(self.csv_path, newline="") as f:
-            rows = list(csv.reader(f))
-        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= resume_step]
+            rows = [r for r in csv.DictReader(f) if r.get("global_step") and int(r["global_step"]) <= resume_step]
         tmp = self.csv_path.with_suffix(".csv.tmp")
         with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
+            writer = csv.DictWriter(f, fieldnames=list(METRIC_TAGS), extrasaction="ignore", restval="")
+            writer.writeheader()
+            writer.writerows(rows)
         tmp.replace(self.csv_path)
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:

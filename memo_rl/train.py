@@ -26,6 +26,7 @@ import torch
 import yaml
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
+from memo_rl.accel import HostToDevice, autocast, autocast_dtype, compile_agent
 from memo_rl.checkpoint import (
     CHECKPOINT_FORMAT,
     checkpoint_dir,
@@ -320,8 +321,12 @@ class Trainer:
         self.device = self.dist.device if self.dist.active else resolve_device(cfg.train.device)
         self.env = registry.make_vector_env(cfg.env)
         self.obs_space = self.env.single_observation_space
-        self.to_tensor = lambda obs: registry.obs_to_tensor(obs, self.obs_space, self.device)  # noqa: E731
+        self.h2d = HostToDevice(self.device)
+        self.to_tensor = lambda obs: self.h2d.observation(obs, self.obs_space)  # noqa: E731
         self.agent = registry.make_agent(cfg, self.obs_space, self.env.single_action_space).to(self.device)
+        self.amp_dtype = autocast_dtype(cfg.train.amp, self.agent.core, self.device)
+        if cfg.train.compile:
+            compile_agent(self.agent)
         self.update_model = update_model(self.agent, self.dist)  # after this, every rank holds rank 0's weights
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.ppo.lr, eps=cfg.ppo.adam_eps, foreach=True)
         self.storage = RolloutStorage(cfg.ppo.rollout_length, cfg.env.num_envs, cfg.sequence_length, self.device)
@@ -329,6 +334,7 @@ class Trainer:
         self.steps_per_update = cfg.batch_size * self.dist.world_size  # env steps of all ranks
         self.num_updates = max(1, math.ceil(cfg.train.total_steps / self.steps_per_update))
         self.global_step, self.update, self.elapsed = 0, 0, 0.0
+        self.env_seconds = 0.0  # of the current rollout: time inside env.step
         obs, _ = self.env.reset(seed=self.seed)
         self.carry = self._fresh_carry(obs)
         has_memory = len(tree_flatten(self.carry.memory)[0]) > 0
@@ -357,29 +363,29 @@ class Trainer:
         no_resets = torch.zeros(N, dtype=torch.bool, device=self.device)
         for t in range(cfg.ppo.rollout_length):
             storage.insert_inputs(t, carry.inputs, carry.resets, carry.memory)
-            out = self.agent.step(carry.inputs, carry.memory, carry.resets)
+            with self._autocast():
+                out = self.agent.step(carry.inputs, carry.memory, carry.resets)
             actions, log_probs = categorical.sample(out.logits)
-            obs, rewards_np, terminated, truncated, info = env.step(actions.cpu().numpy())
+            actions_np = actions.cpu().numpy()  # the one host synchronisation per step: the env needs the actions
+            env_start = time.perf_counter()
+            obs, rewards_np, terminated, truncated, info = env.step(actions_np)
+            self.env_seconds += time.perf_counter() - env_start
             ended = terminated | truncated
             trial_end = np.asarray(info["trial_end"], dtype=bool) if "trial_end" in info else ended
             cut = trial_end if cfg.ppo.gae_cut == "trial" else ended
             bootstrap = cut & truncated & ~terminated if cfg.ppo.bootstrap_truncation else np.zeros(N, bool)
-            rewards = torch.as_tensor(rewards_np, dtype=torch.float32, device=self.device)
+            rewards = self.h2d(rewards_np, "rewards", torch.float32)
             truncation_values = torch.zeros(N, device=self.device)
             if bootstrap.any():  # value of the final obs, memory carried on (Pardo et al. 2018)
                 final = self.to_tensor(registry.final_observations(info, obs, ended))
                 final_inputs = AgentInputs(final, actions, rewards, torch.zeros(N, device=self.device))
-                final_values = self.agent.step(final_inputs, out.state, no_resets).values
-                truncation_values = final_values * torch.as_tensor(bootstrap, device=self.device)
-            storage.insert_outcome(
-                t, actions, log_probs, out.values, rewards, torch.as_tensor(cut, device=self.device),
-                truncation_values,
-            )
+                with self._autocast():
+                    final_values = self.agent.step(final_inputs, out.state, no_resets).values
+                truncation_values = final_values * self.h2d(bootstrap, "bootstrap", torch.float32)
+            storage.insert_outcome(t, actions, log_probs, out.values, rewards, self.h2d(cut, "cut"), truncation_values)
             self.tracker.update(rewards_np.astype(np.float64), ended, trial_end, registry.episode_success(info, ended))
-            trial_end_t = torch.as_tensor(trial_end, device=self.device)
-            carry.inputs = next_inputs(
-                self.to_tensor(obs), actions, rewards, torch.as_tensor(ended, device=self.device), trial_end_t
-            )
+            trial_end_t = self.h2d(trial_end, "trial_end")
+            carry.inputs = next_inputs(self.to_tensor(obs), actions, rewards, self.h2d(ended, "ended"), trial_end_t)
             carry.resets, carry.memory = trial_end_t, out.state
             self.global_step += N * self.dist.world_size
 
@@ -387,7 +393,11 @@ class Trainer:
     def bootstrap_values(self) -> torch.Tensor:
         """Values of the observations following the rollout (memory carried on) ``[N]``."""
         carry = self.carry
-        return self.agent.step(carry.inputs, carry.memory, carry.resets).values
+        with self._autocast():
+            return self.agent.step(carry.inputs, carry.memory, carry.resets).values
+
+    def _autocast(self):
+        return autocast(self.device, self.amp_dtype)
 
     def refresh_memory(self) -> None:
         """Rebuild the carried memory with the updated weights (see :mod:`memo_rl.ppo.refresh`)."""
@@ -395,7 +405,8 @@ class Trainer:
             return
         self.history.record(self.storage)
         if not bool(self.carry.resets.all()):  # every env starts a new trial next: nothing to rebuild
-            self.carry.memory = self.history.rebuild(self.agent)
+            with self._autocast():
+                self.carry.memory = self.history.rebuild(self.agent)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -420,13 +431,16 @@ class Trainer:
                 )
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
+                self.env_seconds = 0.0
                 self.collect()
                 rollout_done = time.perf_counter()
                 advantages, returns = compute_gae(
                     self.storage.rewards, self.storage.values, self.storage.dones, self.bootstrap_values(),
                     self.storage.truncation_values, cfg.ppo.gamma, cfg.ppo.gae_lambda,
                 )
-                stats = ppo_update(self.update_model, self.optimizer, self.storage, advantages, returns, cfg.ppo)
+                stats = ppo_update(
+                    self.update_model, self.optimizer, self.storage, advantages, returns, cfg.ppo, self.amp_dtype
+                )
                 self.refresh_memory()
                 end = time.perf_counter()
                 self.elapsed += end - start
@@ -437,7 +451,8 @@ class Trainer:
                         "global_step": self.global_step, "update": self.update, **self._episode_summary(), "lr": lr,
                         **vars(stats), "cached_tokens": self.agent.core.cached_tokens(self.carry.memory),
                         "fps": self.steps_per_update / (end - start), "rollout_seconds": rollout_done - start,
-                        "update_seconds": end - rollout_done, "wall_seconds": self.elapsed,
+                        "env_seconds": self.env_seconds, "update_seconds": end - rollout_done,
+                        "wall_seconds": self.elapsed,
                     }
                     if logger is not None:
                         logger.log_metrics(last_metrics)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from .base import MemoryCore, register_core, resets_as_bool, segment_ends, span_bounds
 from .transformer import (
     KVSlots,
+    RMSNorm,
     TransformerStack,
     append_slots,
     compact,
@@ -54,8 +55,8 @@ class HCAMRead(nn.Module):
         if int(top_k) < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k!r}")
         self.n_heads, self.head_dim, self.top_k = n_heads, d_model // n_heads, int(top_k)
-        self.query_norm = nn.RMSNorm(d_model)
-        self.memory_norm = nn.RMSNorm(d_model)
+        self.query_norm = RMSNorm(d_model)
+        self.memory_norm = RMSNorm(d_model)
         self.chunk_pos = nn.Parameter(torch.zeros(chunk_size, d_model))  # [C, d] relative position in chunk
         self.score_q = nn.Linear(d_model, d_model, bias=False)
         self.score_k = nn.Linear(d_model, d_model, bias=False)
@@ -226,6 +227,7 @@ def append_chunks(memory: ChunkMemory, env: Tensor, kv: Tensor, keys: Tensor, nu
     layers = torch.arange(memory.kv.shape[1], device=env.device)
     column = count[env]
     where = (env.unsqueeze(1), layers.unsqueeze(0), column.unsqueeze(1))  # broadcast to [n, L]
+    kv, keys = kv.to(memory.kv.dtype), keys.to(memory.keys.dtype)  # bf16 under autocast; the store keeps its dtype
     if torch.is_grad_enabled():
         all_kv, all_keys = memory.kv.index_put(where, kv), memory.keys.index_put(where, keys)
     else:
@@ -387,7 +389,7 @@ class HCAMCore(MemoryCore):
         new = torch.stack(layer_inputs, dim=1)  # L x [N, Q, d] -> [N, L, Q, d]
         slot = state.fill.unsqueeze(1) + offsets  # [N, Q]; spans never cross a chunk end
         index = slot.view(N, 1, Q, 1).expand(N, self.n_layers, Q, d)  # [N, Q] -> [N, L, Q, d]
-        buffer = state.buffer.scatter(2, index, new)
+        buffer = state.buffer.scatter(2, index, new.to(state.buffer.dtype))  # bf16 under autocast
         return y, state._replace(local=local, buffer=buffer, fill=state.fill + Q)
 
     def _store_chunk(self, state: HCAMState, done: Tensor) -> HCAMState:

@@ -125,6 +125,15 @@ def held_tokens(slots: KVSlots) -> Tensor:
 # ----------------------------------------------------------------------------- blocks
 
 
+class RMSNorm(nn.RMSNorm):
+    """``nn.RMSNorm`` computed in fp32 and returned in the input's dtype: under bf16 autocast
+    (``train.amp``) the statistics stay exact and the kernel sees matching dtypes; in fp32 the
+    casts are no-ops. Same parameters as ``nn.RMSNorm``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x.float(), self.normalized_shape, self.weight, self.eps).to(x.dtype)
+
+
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (Su et al. 2021), half-split layout, applied per token position."""
 
@@ -165,10 +174,10 @@ class DecoderBlock(nn.Module):
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} must be divisible by n_heads {n_heads}")
         self.n_heads, self.head_dim = n_heads, d_model // n_heads
-        self.attn_norm = nn.RMSNorm(d_model)
+        self.attn_norm = RMSNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.out = nn.Linear(d_model, d_model, bias=False)
-        self.mlp_norm = nn.RMSNorm(d_model)
+        self.mlp_norm = RMSNorm(d_model)
         self.mlp = GatedMLP(d_model, mlp_hidden)
 
     def forward(
@@ -226,7 +235,7 @@ class TransformerStack(nn.Module):
         self.n_layers, self.n_heads, self.head_dim = n_layers, n_heads, d_model // n_heads
         mlp_hidden = max(1, int(round(mlp_ratio * d_model)))
         self.blocks = nn.ModuleList(DecoderBlock(d_model, n_heads, mlp_hidden) for _ in range(n_layers))
-        self.final_norm = nn.RMSNorm(d_model)
+        self.final_norm = RMSNorm(d_model)
         self.rope = RotaryEmbedding(self.head_dim, rope_base)
 
     def empty_slots(self, batch_size: int, device, dtype=None) -> KVSlots:

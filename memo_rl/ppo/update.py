@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from memo_rl.accel import autocast
 from memo_rl.config import PPOConfig
 from memo_rl.ppo.categorical import log_prob_and_entropy
 from memo_rl.ppo.losses import clipped_policy_loss, explained_variance, normalize_advantages, value_loss
@@ -31,6 +32,7 @@ def ppo_update(
     advantages: torch.Tensor,
     returns: torch.Tensor,
     cfg: PPOConfig,
+    autocast_dtype: torch.dtype | None = None,
 ) -> UpdateStats:
     """Run ``cfg.epochs`` epochs of minibatch PPO; return the stats averaged over minibatches.
 
@@ -38,14 +40,17 @@ def ppo_update(
     (:class:`memo_rl.distributed.SequenceForward`, wrapped in DistributedDataParallel in a
     distributed job, which then averages each minibatch's gradients across ranks in ``backward``).
     Each minibatch replays whole sequences from the memory snapshot stored at the sequence start,
-    so recurrent/transformer cores see what rollout saw.
+    so recurrent/transformer cores see what rollout saw. ``autocast_dtype`` (bf16, see
+    :mod:`memo_rl.accel`) runs the forward under autocast; the losses use fp32 outputs.
     """
     model.train()
+    device = next(model.parameters()).device
     totals = dict(policy_loss=0.0, value_loss=0.0, entropy=0.0, approx_kl=0.0, clip_fraction=0.0, grad_norm=0.0)
     count = 0
     for _ in range(cfg.epochs):
         for batch in storage.minibatches(advantages, returns, cfg.num_minibatches):
-            out = model(batch.inputs, batch.initial_state, batch.resets)
+            with autocast(device, autocast_dtype):
+                out = model(batch.inputs, batch.initial_state, batch.resets)
             log_probs, entropy = log_prob_and_entropy(out.logits, batch.actions)
             entropy = entropy.mean()
             adv = normalize_advantages(batch.advantages) if cfg.normalize_advantages else batch.advantages
