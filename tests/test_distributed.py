@@ -6,6 +6,7 @@ all-reduce, rank-0 logging/checkpointing and the resume path end to end.
 """
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -115,3 +116,34 @@ def test_cpu_ranks_do_not_oversubscribe_the_node(monkeypatch):
     assert cpu_threads_per_rank(1, cpu_rank) == 1
     assert cpu_threads_per_rank(4, cpu_rank) == 2 and cpu_threads_per_rank(0, cpu_rank) == 2
     assert cpu_threads_per_rank(4, DistContext()) == 4  # a single process keeps train.threads
+
+
+def test_slurm_recipe_starts_a_resumable_job(tmp_path):
+    """experiments/slurm/ddppo.sbatch run as Slurm would on one node (srun and scontrol replaced by
+    shims that run the command here): torchrun's c10d rendezvous on the head node, 2 CPU ranks."""
+    import socket
+
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "srun").write_text('#!/bin/sh\nwhile [ "${1#--}" != "$1" ]; do shift; done\nexec "$@"\n')  # drop options
+    (shims / "scontrol").write_text("#!/bin/sh\necho localhost\n")
+    for shim in shims.iterdir():
+        shim.chmod(0o755)
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "PYTHONPATH": str(WORKER.parent.parent),
+           "SLURM_JOB_ID": "42", "SLURM_NNODES": "1", "SLURM_JOB_NODELIST": "node[1]", "RANKS_PER_NODE": "2",
+           "RUN_DIR": str(run_dir), "PYTHON": sys.executable, "MASTER_PORT": str(port)}
+    script = WORKER.parent.parent / "experiments" / "slurm" / "ddppo.sbatch"
+    args = ["bash", str(script), "dark_key_to_door_gru", *TINY, "train.total_steps=256"]
+    job = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert "1 node(s) x 2 rank(s), rendezvous on localhost" in job.stdout
+    assert metric_steps(run_dir) == [128, 256]
+    assert json.loads((run_dir / "summary.json").read_text())["world_size"] == 2
+    # Resubmitted (a requeue): the finished run is left as it is.
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert again.returncode == 0 and "already finished" in again.stdout
+    assert metric_steps(run_dir) == [128, 256]
