@@ -38,3 +38,9 @@ register(
     entry_point="envs.nav3d:MultiONEnv",
     vector_entry_point="envs.nav3d:MultiONVectorEnv",
 )
+
+# Habitat (optional extra): the ids are registered here; habitat itself is imported only when an
+# env is created (envs/habitat.py, docs/envs.md).
+from envs.habitat import register_envs as _register_habitat_envs  # noqa: E402
+
+_register_habitat_envs()
