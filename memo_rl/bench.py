@@ -17,6 +17,10 @@ Groups (all run by default; ``--only`` picks some):
   ``gru`` (and, for information, ``lstm``) agents against Stable-Baselines3 ``PPO("MlpPolicy")``
   and sb3-contrib ``RecurrentPPO("MlpLstmPolicy")`` with matched settings. Targets: gru >= 10x
   RecurrentPPO, none >= 3x SB3 PPO.
+- ``scale`` (:mod:`memo_rl.bench_scale`, what ``--gpu`` runs on CUDA): end-to-end training env
+  steps/s of the gru, fct and memo presets at 256-4096 envs (CPU: 64, 256) with the share of env,
+  rollout inference and update, and Memo vs GRU inference at 16k. Targets on one H100: Memo PPO
+  >= 100,000 env steps/s, Memo inference >= 0.5x GRU's.
 
 Fair, repeatable numbers: the benchmark pins torch and numba to one thread (restored afterwards),
 excludes warm-up (numba compilation, torch first calls) from every timing and records the
@@ -131,6 +135,10 @@ class BenchOptions:
     memory_train_length: int = 256
     memory_cores: tuple[str, ...] | None = None
     """Restrict the memory group to these cores (None: all it knows)."""
+    scale_envs: tuple[int, ...] | None = None
+    """Env counts of the scale group (None: 256, 1024, 4096 on CUDA; 64, 256 on CPU)."""
+    scale_updates: int = 2
+    """Timed updates per scale-group training row (after one warm-up update)."""
 
 
 class Reporter:
@@ -633,6 +641,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="env steps timed per training measurement (default 32768; 2 updates' worth with --quick)")
     parser.add_argument("--device", default=None, metavar="DEV",
                         help="device of the memory group: cpu (default), cuda, or auto")
+    parser.add_argument("--gpu", action="store_true",
+                        help="the GPU rows: training at 256-4096 envs and Memo vs GRU inference at 16k on CUDA "
+                        "(same as --only scale --device cuda; --only scale alone gives the CPU rows)")
+    parser.add_argument("--scale-envs", type=int, nargs="+", default=None, metavar="N",
+                        help="scale group: env counts (default 256 1024 4096 on CUDA, 64 256 on CPU)")
     parser.add_argument("--memory-cores", nargs="+", default=None, metavar="CORE",
                         help="memory group: time only these cores (e.g. hcam memo; memo-w16 is streaming memo)")
 
@@ -671,6 +684,17 @@ def options_from_args(ns: argparse.Namespace) -> BenchOptions:
         opts.device = ns.device
     if getattr(ns, "memory_cores", None):
         opts.memory_cores = tuple(ns.memory_cores)
+    if getattr(ns, "scale_envs", None):
+        bad = [n for n in ns.scale_envs if n < 1]
+        if bad:
+            raise ConfigError(f"--scale-envs must be positive integers, got {bad[0]}")
+        opts.scale_envs = tuple(ns.scale_envs)
+    if getattr(ns, "gpu", False):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--gpu needs a CUDA device (none is available); --only scale gives the same rows on CPU")
+        opts.device = "cuda" if getattr(ns, "device", None) in (None, "auto") else ns.device
     return opts
 
 
@@ -698,8 +722,8 @@ def _pin_threads() -> Callable[[], None]:
 
 def run_bench(ns: argparse.Namespace) -> dict[str, Any]:
     """``memo-rl bench``: run the selected groups, print progress and a table, write the JSON."""
-    groups = _parse_groups(ns.only)
     opts = options_from_args(ns)
+    groups = _parse_groups("scale" if getattr(ns, "gpu", False) and ns.only is None else ns.only)
     output = Path(ns.output) if ns.output else _default_output()
     if output.exists() and output.is_dir():
         raise ConfigError(f"--output '{output}' is a directory; give a file path")
@@ -754,7 +778,11 @@ def _argv_of(ns: argparse.Namespace) -> list[str]:
         args += ["--output", str(ns.output)]
     if getattr(ns, "device", None) is not None:
         args += ["--device", ns.device]
+    if getattr(ns, "gpu", False):
+        args.append("--gpu")
+    if getattr(ns, "scale_envs", None):
+        args += ["--scale-envs", *map(str, ns.scale_envs)]
     return args
 
 
-from memo_rl import bench_memory  # noqa: E402, F401  (registers the memory group)
+from memo_rl import bench_memory, bench_scale  # noqa: E402, F401  (register the memory and scale groups)

@@ -131,3 +131,24 @@ def test_quick_nav3d_bench_rows(tmp_path, capsys):
     assert set(rows) == {"minigrid-memory-rgb", "nav3d-extobjnav-1", "nav3d-extobjnav-4"}
     assert rows["nav3d-extobjnav-4"]["reference"] == "minigrid-memory-rgb"
     assert rows["nav3d-extobjnav-4"]["settings"]["num_envs"] == 4 and rows["nav3d-extobjnav-4"]["unit"] == "frames/s"
+
+
+def test_quick_scale_bench_rows_profile_where_time_goes(tmp_path, capsys):
+    result, out = _run(tmp_path, capsys, "scale")
+    rows = _check_rows(result)
+    assert set(rows) == {"train gru x4", "train fct x4", "train memo x4", "infer gru @2k", "infer memo @2k"}
+    for core in ("gru", "fct", "memo"):
+        settings = rows[f"train {core} x4"]["settings"]
+        assert settings["preset"] == f"dark_key_to_door_{core}" and settings["timed_updates"] == 2
+        assert settings["timed_steps"] == 2 * 4 * 32  # 2 timed updates of 4 envs x 32-step rollouts
+        assert abs(sum(settings["shares"].values()) - 1.0) < 0.01 and settings["seconds"]["update"] > 0
+        assert settings["amp"] == "fp32" and settings["gpu_utilisation_percent"] is None  # CPU: no bf16, no GPU
+    assert rows["infer memo @2k"]["reference"] == "infer gru @2k" and rows["infer memo @2k"]["target"] is None
+    assert "env " in rows["train memo x4"]["what"] and "update " in rows["train memo x4"]["what"]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error without CUDA")
+def test_gpu_rows_without_cuda_are_one_line(tmp_path, capsys):
+    assert main(["bench", "--gpu", "--output", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--gpu needs a CUDA device" in err[0] and "--only scale" in err[0]
