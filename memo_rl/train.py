@@ -366,7 +366,7 @@ class Trainer:
             with self._autocast():
                 out = self.agent.step(carry.inputs, carry.memory, carry.resets)
             actions, log_probs = categorical.sample(out.logits)
-            actions_np = actions.cpu().numpy()  # the one host synchronisation per step: the env needs the actions
+            actions_np = actions.cpu().numpy()  # host synchronisation: the env needs the actions
             env_start = time.perf_counter()
             obs, rewards_np, terminated, truncated, info = env.step(actions_np)
             self.env_seconds += time.perf_counter() - env_start
