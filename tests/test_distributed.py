@@ -83,6 +83,20 @@ def test_two_gloo_ranks_stay_identical_count_all_steps_and_resume_exactly(tmp_pa
     assert [step for step, _ in list_checkpoints(run_dir / "checkpoints")] == [256, 512, 640]
 
 
+def test_memo_ranks_stay_identical_when_minibatches_skip_the_summary_queries(tmp_path):
+    """Memo with segments longer than the training sequences: a minibatch may reach no segment
+    end, and then the summary queries get no gradient (Memo declares ``may_skip_parameters``, so
+    DDP looks for unused parameters); the job finishes with equal weights on both ranks."""
+    memo = [*TINY, "memory.core=memo", "agent.d_model=16", "memory.n_layers=1", "memory.n_heads=2",
+            "memory.segment_length=12", "memory.summary_length=2", "train.total_steps=384"]
+    job = torchrun(tmp_path, "memo", *memo, f"run.dir={tmp_path / 'run'}")
+    assert job.returncode == 0, job.stderr[-3000:]
+    rank0, rank1 = weights(tmp_path, "memo", 0), weights(tmp_path, "memo", 1)
+    assert "core.queries" in rank0
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert metric_steps(tmp_path / "run") == [128, 256, 384]
+
+
 def test_distributed_without_torchrun_is_one_line(tmp_path, capsys, monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
