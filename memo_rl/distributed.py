@@ -81,8 +81,8 @@ def is_main_process() -> bool:
 def rank_seed(seed: int, rank: int) -> int:
     """The seed of rank ``rank``: ``seed`` itself on rank 0, an independent stream elsewhere.
 
-    Not ``seed + rank``: our batched envs seed env i with a stream derived from the seed, so
-    neighbouring seeds must not be used for different ranks of one job.
+    Not ``seed + rank``: gymnasium's vector envs seed env i with ``seed + i``, so rank 1 would
+    replay rank 0's env 1 (and so on) with neighbouring seeds.
     """
     if rank == 0:
         return seed
