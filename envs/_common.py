@@ -1,7 +1,7 @@
 """Pieces shared by our batched envs (gridworld, nav3d) and their single-env views.
 
-- :func:`copy_state` / :func:`checked_state`: the generic half of ``get_state`` / ``set_state``
-  (copies; same keys, shapes and dtypes); each env adds its own range checks.
+- :class:`BatchedState`: ``get_state`` / ``set_state`` (copies; same keys, shapes and dtypes) and
+  the render guard of a batched env; each env adds its own range checks in ``_check_state``.
 - :class:`SingleEnvView`: a ``gymnasium.Env`` over a batched env with ``num_envs=1``, so single
   and batched envs share one implementation of the dynamics. Trials span several episodes: after
   an episode has ended, ``reset()`` (no seed) starts the next episode of the same trial (a new
@@ -17,25 +17,47 @@ import gymnasium as gym
 import numpy as np
 
 
-def copy_state(state: dict[str, np.ndarray], started: bool) -> dict[str, np.ndarray]:
-    """Copies of a batched env's complete dynamic state (``get_state``)."""
-    if not started:
-        raise RuntimeError("call reset() before get_state()")
-    return {name: arr.copy() for name, arr in state.items()}
+class BatchedState:
+    """Mixin of our batched envs, which keep their whole dynamic state in ``self._state`` (a dict
+    of arrays, env dimension first) and set ``self._started`` at the first reset."""
 
+    _state: dict[str, np.ndarray]
+    _started: bool
+    render_mode: str | None
 
-def checked_state(current: dict[str, np.ndarray], given: dict[str, Any]) -> dict[str, np.ndarray]:
-    """``given`` as fresh arrays with the keys, shapes and dtypes of ``current``; ValueError otherwise."""
-    expected = set(current)
-    if set(given) != expected:
-        raise ValueError(f"state keys must be {sorted(expected)}, got {sorted(given)}")
-    new = {}
-    for name, arr in current.items():
-        value = np.asarray(given[name])
-        if value.shape != arr.shape:
-            raise ValueError(f"state[{name!r}] must have shape {arr.shape}, got {value.shape}")
-        new[name] = value.astype(arr.dtype, copy=True)
-    return new
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Copies of the complete dynamic state (layout/task, positions, counters, RNG streams)."""
+        if not self._started:
+            raise RuntimeError("call reset() before get_state()")
+        return {name: arr.copy() for name, arr in self._state.items()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a state from ``get_state`` (of an env with the same num_envs and options):
+        same keys, shapes and dtypes, then the env's own range checks; ValueError otherwise."""
+        expected = set(self._state)
+        if set(state) != expected:
+            raise ValueError(f"state keys must be {sorted(expected)}, got {sorted(state)}")
+        new = {}
+        for name, arr in self._state.items():
+            value = np.asarray(state[name])
+            if value.shape != arr.shape:
+                raise ValueError(f"state[{name!r}] must have shape {arr.shape}, got {value.shape}")
+            new[name] = value.astype(arr.dtype, copy=True)
+        self._check_state(new)
+        self._state = new
+        self._started = True
+
+    def _check_state(self, new: dict[str, np.ndarray]) -> None:
+        """Raise ValueError where ``new`` holds values this env cannot be in (env-specific)."""
+
+    def _ready_to_render(self) -> bool:
+        """False (with gymnasium's warning) without a render mode; RuntimeError before reset()."""
+        if self.render_mode is None:
+            gym.logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
+            return False
+        if not self._started:
+            raise RuntimeError("call reset() before render()")
+        return True
 
 
 def _row(obs: Any) -> Any:

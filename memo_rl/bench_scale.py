@@ -78,7 +78,8 @@ class GpuUtilisation:
             self.samples.append(value)
 
     def start(self) -> None:
-        if self.device.type == "cuda":
+        """Start sampling (CUDA only); a second call does nothing."""
+        if self.device.type == "cuda" and self._thread is None:
             self._thread = threading.Thread(target=self._loop, daemon=True)
             self._thread.start()
 
@@ -114,7 +115,7 @@ def time_training(core: str, num_envs: int, device, opts: BenchOptions) -> tuple
         original_collect = trainer.collect
 
         def collect_and_mark() -> None:  # start sampling the GPU with the first timed rollout
-            if trainer.update == 1 and utilisation.samples == [] and utilisation._thread is None:
+            if trainer.update == 1:
                 utilisation.start()
             original_collect()
 

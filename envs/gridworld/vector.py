@@ -13,13 +13,12 @@ import os
 from abc import ABCMeta, abstractmethod
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs._common import checked_state, copy_state
+from envs._common import BatchedState
 
 from . import _kernels as K
 
@@ -64,7 +63,7 @@ def _seed_to_u64(seed: Any) -> np.uint64:
     return np.uint64(int(seed) & _U64_MASK)
 
 
-class GridworldVectorEnv(VectorEnv, metaclass=ABCMeta):
+class GridworldVectorEnv(BatchedState, VectorEnv, metaclass=ABCMeta):
     """Shared machinery of the batched gridworlds; subclasses define the state and kernels.
 
     State arrays are listed in ``_state_spec`` (name -> (per-env shape, dtype)); ``get_state`` and
@@ -196,11 +195,8 @@ class GridworldVectorEnv(VectorEnv, metaclass=ABCMeta):
 
     def render(self) -> np.ndarray | None:
         """uint8 frames [N, size*8, size*8, 3]: floor, hidden goal / key / door, agent on top."""
-        if self.render_mode is None:
-            gym.logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
+        if not self._ready_to_render():
             return None
-        if not self._started:
-            raise RuntimeError("call reset() before render()")
         px = self.size * CELL_PX
         frames = np.empty((self.num_envs, px, px, 3), np.uint8)
         obj_pos, obj_visible, obj_color = self._render_objects()
@@ -211,18 +207,10 @@ class GridworldVectorEnv(VectorEnv, metaclass=ABCMeta):
         return frames
 
     # ---- state ----------------------------------------------------------------------------------
-    def get_state(self) -> dict[str, np.ndarray]:
-        """Copies of the complete dynamic state (task, positions, counters, RNG streams)."""
-        return copy_state(self._state, self._started)
-
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore a state from ``get_state`` (of an env with the same num_envs and options)."""
-        new = checked_state(self._state, state)
+    def _check_state(self, new: dict[str, np.ndarray]) -> None:
         for key in ("pos", "goal", "key", "door"):
             if key in new and (new[key].min() < 0 or new[key].max() >= self.size):
                 raise ValueError(f"state[{key!r}] has cells outside the {self.size}x{self.size} grid")
-        self._state = new
-        self._started = True
 
 
 class DarkRoomVectorEnv(GridworldVectorEnv):

@@ -12,13 +12,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs._common import checked_state, copy_state
+from envs._common import BatchedState
 from envs.gridworld._kernels import seed_rng
 from envs.gridworld.vector import _seed_to_u64, check_int, check_render_mode
 
@@ -39,7 +38,7 @@ def check_fov(value: Any) -> float:
     return float(value)
 
 
-class Nav3DVectorEnv(VectorEnv):
+class Nav3DVectorEnv(BatchedState, VectorEnv):
     """Shared machinery of the two Nav3D tasks; ``task`` is ``_tasks.EXT_OBJ_NAV`` or ``MULTI_ON``.
 
     Observations (dict of batched arrays): ``rgb`` uint8 [N, H, W, 3], ``depth`` float32
@@ -237,11 +236,8 @@ class Nav3DVectorEnv(VectorEnv):
         """uint8 frames [N, P, 2P, 3]: the first-person RGB (nearest-upscaled by an integer factor to
         P = H * max(1, 256 // H)) left, the top-down map right (walls dark, floors in their room's
         tint, objects in colour, a white ring on the current goal, the agent white with its heading)."""
-        if self.render_mode is None:
-            gym.logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
+        if not self._ready_to_render():
             return None
-        if not self._started:
-            raise RuntimeError("call reset() before render()")
         scale = max(1, RENDER_PANEL // self.resolution)
         p = self.resolution * scale
         frames = np.empty((self.num_envs, p, 2 * p, 3), np.uint8)
@@ -254,13 +250,7 @@ class Nav3DVectorEnv(VectorEnv):
         return frames
 
     # ---- state ----------------------------------------------------------------------------------
-    def get_state(self) -> dict[str, np.ndarray]:
-        """Copies of the complete dynamic state (layout, poses, goals, counters, RNG streams)."""
-        return copy_state(self._state, self._started)
-
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore a state from ``get_state`` (of an env with the same num_envs and options)."""
-        new = checked_state(self._state, state)
+    def _check_state(self, new: dict[str, np.ndarray]) -> None:
         g = new["grid"]
         if not (g[:, 0, :].all() and g[:, -1, :].all() and g[:, :, 0].all() and g[:, :, -1].all()):
             raise ValueError("state['grid'] must keep the outer border walls (all ones)")
@@ -270,8 +260,6 @@ class Nav3DVectorEnv(VectorEnv):
             raise ValueError(f"state['goal_seq'] must be object indices in [0, {self.num_objects - 1}]")
         if new["goal_idx"].min() < 0 or new["goal_idx"].max() >= self.num_goals:
             raise ValueError(f"state['goal_idx'] must be in [0, {self.num_goals - 1}]")
-        self._state = new
-        self._started = True
 
 
 class ExtObjNavVectorEnv(Nav3DVectorEnv):
