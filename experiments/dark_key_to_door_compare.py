@@ -8,17 +8,18 @@ gridworld or transformer PPO settings, SB3 with the gridworld PPO settings) at o
     memo-rl sweep experiments/dark_key_to_door_compare.py --launcher slurm --partition gpu --gpus 1 --time 600
     memo-rl report runs/sweeps/dark_key_to_door_compare
 
-Cost at 3M steps on one CPU core: about 3 min for none, 15-20 min for gru/lstm and the SB3
-baselines, 50-65 min for each transformer core (benchmarks.md), so about 12 hours of core time
-for the 30 cells.
+Cost at 3M steps on one CPU core (measured on the 2-core machine): about 3 min for none, 5-10 min
+for gru, lstm and SB3 PPO, about 55 min for SB3 RecurrentPPO and 50-75 min for each transformer
+core, so about 20 hours of core time for the 30 cells. Cells run cheapest first, so an interrupted
+sweep has whole methods done; re-running it resumes the unfinished cells from their checkpoints.
 """
 
 from memo_rl.sweep import Sweep
 
-METHODS = ["none", "gru", "lstm", "trxl", "rmt", "fct", "memo", "hcam", "sb3_ppo", "sb3_recurrent_ppo"]
+METHODS = ["none", "gru", "lstm", "sb3_ppo", "sb3_recurrent_ppo", "trxl", "rmt", "hcam", "fct", "memo"]
 
 SWEEP = Sweep(
     grid={"preset": [f"dark_key_to_door_{m}" for m in METHODS]},
     seeds=[0, 1, 2],
-    overrides=["train.total_steps=3000000", "train.threads=1", "run.checkpoint_interval=50"],
+    overrides=["train.total_steps=3000000", "train.threads=1", "run.checkpoint_interval=20"],
 )
