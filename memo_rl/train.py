@@ -60,6 +60,7 @@ from memo_rl.distributed import (
 from memo_rl.logging import RunLogger, flatten_dict
 from memo_rl.ppo import RolloutStorage, TrialHistory, categorical, compute_gae, learning_rate, ppo_update
 from memo_rl.probe import attention_image, has_attention, probe_trial
+from memo_rl.provenance import code_version
 from memo_rl.types import AgentInputs, first_inputs, next_inputs
 
 # Keys that may differ from the stored config when resuming a run.
@@ -271,7 +272,7 @@ def write_summary(
     run_dir: Path, cfg: ExperimentConfig, global_step: int, updates: int, elapsed: float, last: dict[str, Any],
     memory_core: str, **extra: Any,
 ) -> dict[str, Any]:
-    """Write ``summary.json`` (final figures, wall time, env steps, last checkpoint); return it."""
+    """Write ``summary.json`` (final figures, wall time, env steps, last checkpoint, code version); return it."""
     checkpoints = list_checkpoints(checkpoint_dir(run_dir))
     summary = {
         "env_id": cfg.env.id,
@@ -282,6 +283,7 @@ def write_summary(
         "wall_seconds": elapsed,
         "final": {k: v for k, v in last.items() if k not in ("global_step", "update")},
         "last_checkpoint": str(checkpoints[-1][1]) if checkpoints else None,
+        "code": code_version(),
         **extra,
     }
     clean = json.loads(json.dumps(summary, default=float).replace("NaN", "null"))
@@ -608,6 +610,7 @@ def run_training(preset: str | None, overrides: list[str]) -> dict[str, Any]:
     start); every rank then builds its Trainer and trains.
     """
     requested = build_config(preset, overrides)
+    code_version()  # fixed now: summary.json names the code this process started with
     dist_ctx = init_distributed(requested.run.distributed, requested.train.device)
     try:
         if dist_ctx.active and requested.algo != "ppo":

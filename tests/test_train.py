@@ -279,3 +279,20 @@ def test_final_observations_of_dict_spaces_in_both_layouts():
         out = final_observations({"final_obs": final}, obs, ended)
         assert out["a"].tolist() == [[0, 0], [value, value], [0, 0]] and out["b"].tolist() == [0, value, 0]
         assert obs["a"].sum() == 0  # the current observations are left alone
+
+
+def test_summary_names_the_code_that_trained_the_run(tmp_path, tiny):
+    """summary.json records the package versions and, in a git checkout, the commit and whether
+    tracked files had changes; outside a git work tree the git fields are None, not borrowed."""
+    from memo_rl import __version__
+    from memo_rl.provenance import code_version
+
+    assert main(["train", *tiny, f"run.dir={tmp_path / 'run'}"]) == 0
+    code = json.loads((tmp_path / "run" / "summary.json").read_text())["code"]
+    assert code["memo_rl"] == __version__ and code["torch"] == torch.__version__
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0 and (REPO / ".git").exists():
+        assert code["git_commit"] == head.stdout.strip() and isinstance(code["git_dirty"], bool)
+    plain = tmp_path / "not_a_repo"
+    plain.mkdir()
+    assert code_version(plain)["git_commit"] is None and code_version(plain)["git_dirty"] is None
