@@ -7,6 +7,7 @@ stderr with exit status 2, before any file of an existing run is touched.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from memo_rl.config import ConfigError, available_presets
@@ -118,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("memo-rl: interrupted; the newest checkpoint is intact (resume with run.resume=true)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which has closed: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not raise again
+        return 1
 
 
 if __name__ == "__main__":

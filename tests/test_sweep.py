@@ -1,6 +1,8 @@
 """``memo-rl sweep`` and ``memo-rl report``: the smoke sweep end to end, failures, skips, Slurm path."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,19 @@ def test_report_on_a_missing_sweep_directory_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no sweep directory" in err[0]
+
+
+def test_dry_run_piped_into_a_closed_reader_exits_quietly(tmp_path):
+    """`memo-rl sweep ... --dry-run | head -1`: the reader closes the pipe early; no traceback.
+    (100 lines of over 1,000 characters are more than a pipe holds, so the writer is still writing
+    when the reader closes.)"""
+    path = tmp_path / "many.py"
+    path.write_text("from memo_rl.sweep import Sweep\nSWEEP = Sweep(grid={'ppo.lr': [0.001]}, seeds=list(range(100)))\n")
+    long_dir = tmp_path.joinpath(*["d" * 200] * 5)  # not created: a dry run only looks
+    proc = subprocess.Popen([sys.executable, "-m", "memo_rl", "sweep", str(path), "--dry-run", "--sweep-dir", str(long_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `head -1` exiting
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert first.startswith(b"[memo-rl sweep] many: 100 cells") and "Traceback" not in stderr, stderr
