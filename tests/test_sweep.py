@@ -1,6 +1,7 @@
 """``memo-rl sweep`` and ``memo-rl report``: the smoke sweep end to end, failures, skips, Slurm path."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,17 @@ def test_dry_run_piped_into_a_closed_reader_exits_quietly(tmp_path):
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1
     assert first.startswith(b"[memo-rl sweep] many: 100 cells") and "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.py")), ids=lambda p: p.stem)
+def test_every_shipped_sweep_file_expands_to_valid_cells(path):
+    """Each experiments/*.py that defines SWEEP loads and validates every cell's config (a bad
+    preset or override in a shipped sweep is caught here, not hours into a sweep)."""
+    from memo_rl.sweep import load_sweep
+
+    if "SWEEP" not in path.read_text():
+        pytest.skip(f"{path.name} is a script, not a sweep file")
+    sweep, _ = load_sweep(str(path))
+    cells = expand(sweep)
+    assert len(cells) == len(sweep.seeds) * math.prod(len(values) for values in sweep.grid.values())
+    assert len({c.name for c in cells}) == len(cells)
