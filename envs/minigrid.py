@@ -1,10 +1,16 @@
-"""MiniGrid support: the success flag MiniGrid does not report.
+"""MiniGrid support: the success flag MiniGrid does not report, and its symbolic view as one-hot.
 
 MiniGrid pays a positive reward only when the mission is accomplished (for the Memory tasks:
 picking the object that matches the one shown at the start), and ends the episode with zero reward
 otherwise (wrong object, or the step limit). :class:`SuccessInfo` turns that into
 ``info["success"]`` at the end of each episode, so success rates show up in the training progress
 line, TensorBoard and ``memo-rl eval`` like they do for our own envs.
+
+MiniGrid's symbolic view holds three small category indices per cell (object type, colour,
+state) but declares them as ``Box(0, 255)``; scaled by the declared bounds, a key (5) and a ball
+(6) differ by 0.004 at the network's input. :class:`SymbolicOneHot` gives each category its own
+0/1 channel instead, so the object that decides a Memory episode is as visible to the agent as a
+wall. The MiniGrid presets apply it; an RGB wrapper replaces it (``env.wrappers`` is a list).
 """
 
 from __future__ import annotations
@@ -12,8 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 
-__all__ = ["SuccessInfo"]
+__all__ = ["SuccessInfo", "SymbolicOneHot"]
+
+# Channel blocks of the one-hot view: object types, then colours, then door states.
+ONE_HOT_CHANNELS = len(OBJECT_TO_IDX) + len(COLOR_TO_IDX) + len(STATE_TO_IDX)
 
 
 class SuccessInfo(gym.Wrapper):
@@ -25,3 +37,36 @@ class SuccessInfo(gym.Wrapper):
         if terminated or truncated:
             info = {**info, "success": float(terminated and reward > 0)}
         return obs, reward, terminated, truncated, info
+
+
+class SymbolicOneHot(gym.ObservationWrapper):
+    """MiniGrid's symbolic ``image`` ``[H, W, 3]`` (object, colour, state indices) as one-hot
+    channels ``[H, W, 20]``: 11 object types, then 6 colours, then 3 states, declared
+    ``Box(0, 1, uint8)`` so the encoder feeds them at unit scale. Other keys pass through.
+
+    Works on the partial view (``agent_view_size``) and on ``FullyObsWrapper``'s grid; anything
+    else named ``image`` (an RGB rendering, say) is refused at construction with a ValueError.
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.observation_space
+        image = space.spaces.get("image") if isinstance(space, spaces.Dict) else None
+        base = env.unwrapped
+        symbolic_shapes = {(base.agent_view_size, base.agent_view_size, 3), (base.width, base.height, 3)}
+        if image is None or image.shape not in symbolic_shapes:
+            got = "no 'image' key" if image is None else f"an image of shape {image.shape}"
+            raise ValueError(
+                f"SymbolicOneHot needs MiniGrid's symbolic view (an 'image' of shape {(base.agent_view_size,) * 2 + (3,)}), "
+                f"got {got}; it cannot follow a wrapper that renders pixels (for RGB observations leave it out)")
+        height, width = image.shape[:2]
+        self._offsets = np.array([0, len(OBJECT_TO_IDX), len(OBJECT_TO_IDX) + len(COLOR_TO_IDX)], dtype=np.int64)
+        one_hot = spaces.Box(0, 1, (height, width, ONE_HOT_CHANNELS), np.uint8)
+        self.observation_space = spaces.Dict({**space.spaces, "image": one_hot})
+
+    def observation(self, obs: dict[str, Any]) -> dict[str, Any]:
+        image = obs["image"]  # [H, W, 3]: object, colour, state index of each cell
+        channel = image.astype(np.int64) + self._offsets  # [H, W, 3]: the channel each index lights
+        one_hot = np.zeros((*image.shape[:2], ONE_HOT_CHANNELS), dtype=np.uint8)  # [H, W, 20]
+        np.put_along_axis(one_hot, channel, 1, axis=-1)
+        return {**obs, "image": one_hot}

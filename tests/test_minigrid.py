@@ -20,12 +20,57 @@ def test_presets_give_a_3x3_view_of_the_memory_task(preset, size):
     cfg = build_config(f"env/{preset}", ["env.num_envs=4", "env.vectorization=sync"])
     env = registry.make_vector_env(cfg.env)
     try:
-        assert env.single_observation_space["image"].shape == (3, 3, 3)  # mission text dropped
+        assert env.single_observation_space["image"].shape == (3, 3, 20)  # one-hot cells; mission text dropped
         assert set(env.single_observation_space) == {"image", "direction"}
         assert env.get_attr("width") == (size,) * 4
     finally:
         env.close()
     assert build_config(f"env/{preset}").env.vectorization == "async"  # as the preset runs them
+
+
+def test_one_hot_view_decodes_to_minigrids_symbolic_view_and_separates_key_from_ball():
+    """SymbolicOneHot lights exactly one object, one colour and one state channel per cell, at the
+    indices of MiniGrid's own view; after the encoder's bounds scaling, a key and a ball differ by
+    a whole unit (with the declared 0..255 bounds they differed by 1/255)."""
+    import gymnasium as gym
+    import numpy as np
+    from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
+
+    from envs.minigrid import ONE_HOT_CHANNELS, SymbolicOneHot
+
+    raw = gym.make("MiniGrid-MemoryS13Random-v0", agent_view_size=3)
+    wrapped = SymbolicOneHot(gym.make("MiniGrid-MemoryS13Random-v0", agent_view_size=3))
+    n_obj, n_col = len(OBJECT_TO_IDX), len(COLOR_TO_IDX)
+    seen_objects = set()
+    for seed in range(20):
+        symbolic, _ = raw.reset(seed=seed)
+        one_hot, _ = wrapped.reset(seed=seed)
+        for step in range(15):
+            image = one_hot["image"]
+            assert image.shape == (3, 3, ONE_HOT_CHANNELS) and wrapped.observation_space.contains(one_hot)
+            assert wrapped.observation_space["image"].high.max() == 1  # unit scale at the encoder
+            assert (image[..., :n_obj].sum(-1) == 1).all() and (image[..., n_obj:n_obj + n_col].sum(-1) == 1).all()
+            assert (image[..., n_obj + n_col:].sum(-1) == 1).all()
+            decoded = np.stack([image[..., :n_obj].argmax(-1), image[..., n_obj:n_obj + n_col].argmax(-1),
+                                image[..., n_obj + n_col:].argmax(-1)], axis=-1)
+            np.testing.assert_array_equal(decoded, symbolic["image"])
+            assert one_hot["direction"] == symbolic["direction"]
+            seen_objects |= set(symbolic["image"][..., 0].ravel().tolist())
+            action = (seed + step) % 3  # left, right, forward: walks and turns through the start room
+            symbolic, *_ = raw.step(action)
+            one_hot, *_ = wrapped.step(action)
+    assert {OBJECT_TO_IDX["wall"], OBJECT_TO_IDX["empty"]} <= seen_objects
+    assert OBJECT_TO_IDX["key"] in seen_objects or OBJECT_TO_IDX["ball"] in seen_objects  # the cue was in view
+
+
+def test_one_hot_view_refuses_pixels():
+    import gymnasium as gym
+    from minigrid.wrappers import RGBImgPartialObsWrapper
+
+    from envs.minigrid import SymbolicOneHot
+
+    with pytest.raises(ValueError, match=r"needs MiniGrid's symbolic view .*shape \(3, 3, 3\).*\(24, 24, 3\)"):
+        SymbolicOneHot(RGBImgPartialObsWrapper(gym.make("MiniGrid-MemoryS7-v0", agent_view_size=3)))
 
 
 def test_gru_trains_on_minigrid_memory_with_async_envs(tmp_path):
