@@ -12,7 +12,8 @@ dicts of such tensors for ``Dict`` spaces) to float features ``[..., out_dim]``:
     kernels shrunk to the feature map when it gets smaller than a kernel (Mnih et al. 2015);
   then flatten -> Linear -> ReLU to ``hidden_size``. All convs are ReLU-activated.
   Note: the scaling uses the DECLARED bounds. MiniGrid declares ``Box(0, 255)`` for its symbolic
-  grid (values <= 10); an adapter that wants unit-scale inputs should declare the true high.
+  grid (category indices <= 10); the MiniGrid presets one-hot it first
+  (``envs.minigrid.SymbolicOneHot``), and other adapters should declare their true bounds.
 - any other ``Box`` (flattened) and ``MultiBinary``: MLP, 2 layers of ``hidden_size`` with ReLU.
   A Box dimension whose bounds are both finite and reach outside [-1, 1] is mapped affinely to
   [-1, 1]; other dimensions are used as they are.
