@@ -134,6 +134,12 @@ class PPOConfig:
     min_lr: float = 0.0
     adam_eps: float = 1e-5
     normalize_advantages: bool = True
+    recompute_old_policy: bool = False
+    """For cores whose training forward is random (Memo's segment lengths in [0.8, 1.2] x l_seg):
+    hold one draw for the whole update and recompute the rollout's log-probs and values under it
+    before the first epoch, so PPO's ratio starts at 1. Off: a draw per forward, and the ratio is
+    taken against the rollout's fixed-length segments (as Memo's reference trainer does). Other
+    cores replay the rollout exactly either way and skip the recompute."""
     refresh_memory: bool = True
     """After each update, rebuild the memory carried into the next rollout with the new weights by
     replaying the running trials' inputs (Memo's reference trainer does this)."""

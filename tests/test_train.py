@@ -296,3 +296,63 @@ def test_summary_names_the_code_that_trained_the_run(tmp_path, tiny):
     plain = tmp_path / "not_a_repo"
     plain.mkdir()
     assert code_version(plain)["git_commit"] is None and code_version(plain)["git_dirty"] is None
+
+
+def _update_without_learning(tmp_path, overrides, seed=0):
+    """One rollout, then one PPO update whose steps change nothing (lr 0): what the update's
+    ratio sees comes from the forward alone. Returns the update stats and the trainer."""
+    cfg = build_config(None, [*overrides, "ppo.rollout_length=48", "ppo.sequence_length=48", "ppo.epochs=2",
+                              f"train.seed={seed}"])
+    trainer = Trainer(cfg, tmp_path)
+    trainer.collect()
+    st = trainer.storage
+    advantages, returns = compute_gae(st.rewards, st.values, st.dones, trainer.bootstrap_values(),
+                                      st.truncation_values, cfg.ppo.gamma, cfg.ppo.gae_lambda)
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = 0.0
+    torch.manual_seed(seed)
+    return ppo_update(trainer.update_model, trainer.optimizer, st, advantages, returns, cfg.ppo), trainer
+
+
+def test_recompute_old_policy_starts_memos_ratio_at_one(tmp_path, tiny):
+    """Memo draws its training segment length at random, so replaying the rollout in train mode
+    does not reproduce the rollout's log-probs: PPO's ratio is off before any learning. With
+    ``ppo.recompute_old_policy`` one draw is held for the whole update and the old policy is
+    recomputed under it: with unchanged weights (lr 0) the ratio is 1 in every minibatch."""
+    from memo_rl.memory.memo import MemoCore
+    from memo_rl.ppo.update import replay_log_probs_and_values
+
+    memo = [*tiny, "memory.core=memo", *TRANSFORMER]
+    _, trainer = _update_without_learning(tmp_path / "rollout", memo)  # lr 0: weights are the rollout's
+    storage, model = trainer.storage, trainer.update_model
+    model.eval()
+    torch.testing.assert_close(replay_log_probs_and_values(model, storage, 2)[0], storage.log_probs,
+                               atol=1e-6, rtol=0)  # fixed segments replay the rollout
+    model.train()
+    torch.manual_seed(0)
+    random_segments = replay_log_probs_and_values(model, storage, 2)[0]
+    assert (random_segments - storage.log_probs).abs().max() > 1e-5  # float noise is ~1e-7
+    (core,) = [m for m in model.modules() if isinstance(m, MemoCore)]
+    with core.fixed_training_draws():
+        first, second = (replay_log_probs_and_values(model, storage, n)[0] for n in (1, 2))
+    torch.testing.assert_close(first, second, atol=1e-6, rtol=0)  # one draw, whatever the batching
+
+    stats, _ = _update_without_learning(tmp_path / "on", [*memo, "ppo.recompute_old_policy=true"])
+    assert stats.approx_kl < 1e-13 and stats.clip_fraction == 0.0  # without the recompute: 1.6e-10 here
+
+
+def test_recompute_old_policy_changes_nothing_for_cores_that_replay_exactly(tmp_path, tiny):
+    """A GRU's training forward is the rollout's: the flag skips the recompute and the update is
+    bit-identical to one without it."""
+    params = []
+    for name, flag in (("off", "false"), ("on", "true")):
+        cfg = build_config(None, [*tiny, "memory.core=gru", f"ppo.recompute_old_policy={flag}", "train.seed=3"])
+        trainer = Trainer(cfg, tmp_path / name)
+        trainer.collect()
+        st = trainer.storage
+        advantages, returns = compute_gae(st.rewards, st.values, st.dones, trainer.bootstrap_values(),
+                                          st.truncation_values, cfg.ppo.gamma, cfg.ppo.gae_lambda)
+        torch.manual_seed(3)
+        ppo_update(trainer.update_model, trainer.optimizer, st, advantages, returns, cfg.ppo)
+        params.append(torch.cat([p.detach().flatten() for p in trainer.agent.parameters()]))
+    assert torch.equal(params[0], params[1])

@@ -18,9 +18,10 @@ NamedTuple / dict / list of tensors; ``()`` for a stateless core) whose every te
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from abc import ABCMeta, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -165,6 +166,9 @@ class MemoryCore(nn.Module, metaclass=ABCMeta):
         may_skip_parameters: True when a ``forward_sequence`` may leave some parameters out of
             the autograd graph (e.g. summary queries when no segment ends inside the sequence);
             distributed training then has DistributedDataParallel look for unused parameters.
+        random_training_forward: True when ``forward_sequence`` in train mode draws random
+            choices (Memo's segment lengths), so it does not replay what rollout computed; such a
+            core holds one draw for several forwards inside :meth:`fixed_training_draws`.
     """
 
     is_recurrent: ClassVar[bool] = False
@@ -206,6 +210,17 @@ class MemoryCore(nn.Module, metaclass=ABCMeta):
     def forward(self, x: Tensor, state: State, resets: Tensor | None) -> tuple[Tensor, State]:
         """Same as ``forward_sequence`` (so that module hooks and wrappers see the call)."""
         return self.forward_sequence(x, state, resets)
+
+    @property
+    def random_training_forward(self) -> bool:
+        """See the class docstring; False unless a core draws random choices in training."""
+        return False
+
+    @contextlib.contextmanager
+    def fixed_training_draws(self) -> Iterator[None]:
+        """Inside the block every train-mode ``forward_sequence`` uses the same random draws
+        (drawn on entry); a core without such draws does nothing."""
+        yield
 
     def synthetic_state(self, batch_size: int, position: int, device: torch.device | str | None = None) -> State:
         """A state shaped like the memory after ``position`` steps of one trial (random contents).

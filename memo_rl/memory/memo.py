@@ -17,8 +17,9 @@ segment's KV: at most ``n_summaries * l_sum + l_seg`` tokens per env, whatever t
 
 Training (``forward_sequence`` in train mode) backpropagates through every summary of the sequence
 and, unless ``randomize_segments=False``, draws the segment length per call uniformly from
-``[0.8, 1.2] x segment_length`` (turning this off was clearly worse in the paper). Rollout
-(``step``) and eval mode use ``segment_length``.
+``[0.8, 1.2] x segment_length`` (turning this off was clearly worse in the paper), or once for
+all calls inside ``fixed_training_draws()`` (what PPO's ``ppo.recompute_old_policy`` uses).
+Rollout (``step``) and eval mode use ``segment_length``.
 
 ``window=W`` keeps only the newest W summary blocks (the bounded memory of streaming evaluation);
 ``rmt`` is the same model with W = 1 always: only the newest summary block is carried.
@@ -34,6 +35,8 @@ State (env dimension first): :class:`MemoState`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -89,7 +92,7 @@ class MemoCore(MemoryCore):
         n_layers, n_heads: transformer depth and heads.
         window: keep only the newest W summary blocks (None: all, bounded by the trial).
         randomize_segments: in training, draw the segment length per forward from
-            ``[0.8, 1.2] x segment_length``.
+            ``[0.8, 1.2] x segment_length`` (per ``fixed_training_draws`` block inside one).
         mlp_ratio: gated-MLP hidden width as a multiple of ``d_model``.
         read: how a step reads the summaries: ``full`` (attends to every summary token) or
             ``hcam`` (each layer reads the ``top_k`` most relevant summary blocks through
@@ -124,6 +127,7 @@ class MemoCore(MemoryCore):
         self.segment_length, self.summary_length = int(segment_length), int(summary_length)
         self.window = None if window is None else int(window)
         self.randomize_segments = bool(randomize_segments)
+        self._held_segment_length: int | None = None  # set inside fixed_training_draws()
         self.stack = TransformerStack(self.d_model, int(n_layers), int(n_heads), mlp_ratio)
         self.queries = nn.Parameter(torch.zeros(self.summary_length, self.d_model))  # [l_sum, d]
         self.read = read
@@ -199,11 +203,29 @@ class MemoCore(MemoryCore):
         return torch.stack([first, last], dim=-1)  # [N, K, 2]
 
     # -- forward --------------------------------------------------------------------------------
+    @property
+    def random_training_forward(self) -> bool:
+        return self.randomize_segments
+
+    @contextlib.contextmanager
+    def fixed_training_draws(self) -> Iterator[None]:
+        """One segment length for every train-mode forward inside the block."""
+        self._held_segment_length = self._draw_segment_length()
+        try:
+            yield
+        finally:
+            self._held_segment_length = None
+
+    def _draw_segment_length(self) -> int:
+        scale = 0.8 + 0.4 * torch.rand(()).item()  # uniform in [0.8, 1.2] (Memo, sec. 3)
+        return max(1, int(self.segment_length * scale))
+
     def _forward_segment_length(self) -> int:
-        if self.training and self.randomize_segments:
-            scale = 0.8 + 0.4 * torch.rand(()).item()  # uniform in [0.8, 1.2] (Memo, sec. 3)
-            return max(1, int(self.segment_length * scale))
-        return self.segment_length
+        if not (self.training and self.randomize_segments):
+            return self.segment_length
+        if self._held_segment_length is not None:
+            return self._held_segment_length
+        return self._draw_segment_length()
 
     def step(self, x: Tensor, state: MemoState, resets: Tensor | None) -> tuple[Tensor, MemoState]:
         """``x [N, d]``, ``resets [N]`` -> ``y [N, d]``; writes a summary when a segment fills."""

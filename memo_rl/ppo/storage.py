@@ -28,6 +28,14 @@ def _to_sequences(x: Tensor, seq_len: int) -> Tensor:
     return x.reshape(seq_len, K * N, *x.shape[3:])  # [S, K*N, ...]
 
 
+def from_sequences(x: Tensor, num_envs: int) -> Tensor:
+    """Inverse of :func:`_to_sequences`: ``[S, K * N, ...] -> [T, N, ...]`` with T = K * S."""
+    S, KN = x.shape[:2]
+    K = KN // num_envs
+    x = x.reshape(S, K, num_envs, *x.shape[2:])  # [S, K, N, ...]
+    return x.transpose(0, 1).reshape(K * S, num_envs, *x.shape[3:])  # [K, S, N, ...] -> [T, N, ...]
+
+
 class SequenceBatch(NamedTuple):
     """A minibatch of B whole sequences of S steps; every tensor is ``[S, B, ...]``."""
 
@@ -39,6 +47,7 @@ class SequenceBatch(NamedTuple):
     advantages: Tensor
     returns: Tensor
     initial_state: Any  # memory state entering each sequence, env dim first [B, ...]
+    index: Tensor | None = None  # [B]: which sequences (columns of the [S, K * N] layout) these are
 
 
 class RolloutStorage:
@@ -91,17 +100,23 @@ class RolloutStorage:
         self.truncation_values[t] = truncation_values
 
     def minibatches(
-        self, advantages: Tensor, returns: Tensor, num_minibatches: int, generator: torch.Generator | None = None
+        self, advantages: Tensor, returns: Tensor, num_minibatches: int, generator: torch.Generator | None = None,
+        log_probs: Tensor | None = None, values: Tensor | None = None,
     ):
-        """Yield ``num_minibatches`` :class:`SequenceBatch` covering every sequence once, shuffled."""
+        """Yield ``num_minibatches`` :class:`SequenceBatch` covering every sequence once, shuffled.
+
+        ``log_probs`` / ``values`` ``[T, N]`` replace the rollout's as the batches' old policy
+        and old values (PPO's ``recompute_old_policy``); by default the stored ones are used.
+        """
         S = self.S
         seq = lambda x: _to_sequences(x, S)  # noqa: E731
         inputs = AgentInputs(
             tree_map(seq, self.obs), seq(self.prev_actions), seq(self.prev_rewards), seq(self.episode_starts)
         )
         columns = dict(
-            resets=seq(self.resets), actions=seq(self.actions), log_probs=seq(self.log_probs),
-            values=seq(self.values), advantages=seq(advantages), returns=seq(returns),
+            resets=seq(self.resets), actions=seq(self.actions),
+            log_probs=seq(self.log_probs if log_probs is None else log_probs),
+            values=seq(self.values if values is None else values), advantages=seq(advantages), returns=seq(returns),
         )
         states = cat_states(self.sequence_states)  # [K*N, ...], row k * N + n
         num_sequences = columns["actions"].shape[1]
@@ -112,4 +127,5 @@ class RolloutStorage:
                 inputs=AgentInputs(*(tree_map(pick, part) for part in inputs)),
                 initial_state=index_state(states, idx),
                 **{name: pick(value) for name, value in columns.items()},
+                index=idx,
             )
