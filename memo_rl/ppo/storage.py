@@ -19,7 +19,7 @@ from memo_rl.memory import cat_states, index_state
 from memo_rl.types import AgentInputs
 
 
-def _to_sequences(x: Tensor, seq_len: int) -> Tensor:
+def to_sequences(x: Tensor, seq_len: int) -> Tensor:
     """``[T, N, ...] -> [S, K * N, ...]`` with K = T // S and column index k * N + n."""
     T, N = x.shape[:2]
     K = T // seq_len
@@ -29,7 +29,7 @@ def _to_sequences(x: Tensor, seq_len: int) -> Tensor:
 
 
 def from_sequences(x: Tensor, num_envs: int) -> Tensor:
-    """Inverse of :func:`_to_sequences`: ``[S, K * N, ...] -> [T, N, ...]`` with T = K * S."""
+    """Inverse of :func:`to_sequences`: ``[S, K * N, ...] -> [T, N, ...]`` with T = K * S."""
     S, KN = x.shape[:2]
     K = KN // num_envs
     x = x.reshape(S, K, num_envs, *x.shape[2:])  # [S, K, N, ...]
@@ -109,7 +109,7 @@ class RolloutStorage:
         and old values (PPO's ``recompute_old_policy``); by default the stored ones are used.
         """
         S = self.S
-        seq = lambda x: _to_sequences(x, S)  # noqa: E731
+        seq = lambda x: to_sequences(x, S)  # noqa: E731
         inputs = AgentInputs(
             tree_map(seq, self.obs), seq(self.prev_actions), seq(self.prev_rewards), seq(self.episode_starts)
         )
