@@ -155,3 +155,14 @@ def test_trailing_moving_average():
 
     assert smooth(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), 3).tolist() == [1.0, 1.5, 2.0, 3.0, 4.0]
     assert smooth(np.array([1.0, 2.0]), 1).tolist() == [1.0, 2.0]
+
+
+def test_sequence_layout_round_trips():
+    """to_sequences cuts [T, N] into K sequences per env as columns k * N + n; from_sequences undoes it."""
+    from memo_rl.ppo.storage import from_sequences, to_sequences
+
+    x = torch.arange(12 * 3 * 2).reshape(12, 3, 2)  # [T=12, N=3, 2]
+    seqs = to_sequences(x, 4)  # [S=4, K*N=9, 2]
+    assert seqs.shape == (4, 9, 2)
+    torch.testing.assert_close(seqs[:, 1 * 3 + 2], x[4:8, 2])  # sequence k=1 of env n=2
+    torch.testing.assert_close(from_sequences(seqs, 3), x)
