@@ -63,6 +63,17 @@ def test_one_hot_view_decodes_to_minigrids_symbolic_view_and_separates_key_from_
     assert OBJECT_TO_IDX["key"] in seen_objects or OBJECT_TO_IDX["ball"] in seen_objects  # the cue was in view
 
 
+def test_one_hot_view_of_the_fully_observed_grid():
+    import gymnasium as gym
+    from minigrid.wrappers import FullyObsWrapper
+
+    from envs.minigrid import ONE_HOT_CHANNELS, SymbolicOneHot
+
+    env = SymbolicOneHot(FullyObsWrapper(gym.make("MiniGrid-MemoryS7-v0")))
+    obs, _ = env.reset(seed=0)
+    assert obs["image"].shape == (7, 7, ONE_HOT_CHANNELS) and (obs["image"].sum(-1) == 3).all()
+
+
 def test_one_hot_view_refuses_pixels():
     import gymnasium as gym
     from minigrid.wrappers import RGBImgPartialObsWrapper
