@@ -139,7 +139,9 @@ class PPOConfig:
     hold one draw for the whole update and recompute the rollout's log-probs and values under it
     before the first epoch, so PPO's ratio starts at 1. Off: a draw per forward, and the ratio is
     taken against the rollout's fixed-length segments (as Memo's reference trainer does). Other
-    cores replay the rollout exactly either way and skip the recompute."""
+    cores replay the rollout exactly either way and skip the recompute. Measured on Dark
+    Key-to-Door (docs/results.md): on, Memo's updates grew and it learned far less in 3M steps,
+    hence off by default."""
     refresh_memory: bool = True
     """After each update, rebuild the memory carried into the next rollout with the new weights by
     replaying the running trials' inputs (Memo's reference trainer does this)."""
