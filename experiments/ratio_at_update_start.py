@@ -3,9 +3,9 @@
 Loads a run's newest checkpoint, collects one rollout with it, then replays the rollout the way
 the PPO update does (train mode) and reports the approximate KL and clip fraction of the replayed
 log-probs against the rollout's, and the mean |value change|. For cores whose training forward is
-random (Memo's segment lengths) this is the noise the update starts from; ``--held`` replays with
-one draw held and the old policy recomputed under it (``ppo.recompute_old_policy=true``), which
-starts at exactly 1.
+random (Memo's segment lengths) this is the noise the update starts from. A second line replays
+with one draw held and the old policy recomputed under it (``ppo.recompute_old_policy=true``),
+which starts at exactly 1.
 
     python experiments/ratio_at_update_start.py runs/dktd3/memo-s0
 """
