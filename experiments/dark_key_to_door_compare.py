@@ -8,9 +8,9 @@ gridworld or transformer PPO settings, SB3 with the gridworld PPO settings) at o
     memo-rl sweep experiments/dark_key_to_door_compare.py --launcher slurm --partition gpu --gpus 1 --time 600
     memo-rl report runs/sweeps/dark_key_to_door_compare
 
-Cost at 3M steps on one CPU core (measured on the 2-core machine): about 3 min for none, 5-10 min
-for gru, lstm and SB3 PPO, about 55 min for SB3 RecurrentPPO and 50-75 min for each transformer
-core, so about 20 hours of core time for the 30 cells. Cells run cheapest first, so an interrupted
+Cost at 3M steps on one CPU core (measured on the 2-core machine, cells sharing it): about 2 min
+for none, 7-9 min for gru, 3-5 min for lstm, 1.5 min for SB3 PPO, 10 min for SB3 RecurrentPPO and
+50-75 min for each transformer core, so about 16 hours of core time for the 30 cells. Cells run cheapest first, so an interrupted
 sweep has whole methods done; re-running it resumes the unfinished cells from their checkpoints.
 """
 
