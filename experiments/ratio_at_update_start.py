@@ -21,6 +21,7 @@ import torch
 from memo_rl.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
 from memo_rl.config import config_from_dict
 from memo_rl.memory.base import MemoryCore
+from memo_rl.ppo import clipped_policy_loss
 from memo_rl.ppo.update import replay_log_probs_and_values
 from memo_rl.train import Trainer
 
@@ -55,9 +56,9 @@ def main() -> None:
                             stack.enter_context(core.fixed_training_draws())
                         old = replay_log_probs_and_values(model, storage, ns.minibatches)
                     log_probs, values = replay_log_probs_and_values(model, storage, ns.minibatches)
-                log_ratio = log_probs - old[0]
-                kls.append(((log_ratio.exp() - 1) - log_ratio).mean().item())
-                clips.append(((log_ratio.exp() - 1).abs() > trainer.cfg.ppo.clip_coef).float().mean().item())
+                ratio = clipped_policy_loss(log_probs, old[0], torch.zeros_like(log_probs), trainer.cfg.ppo.clip_coef)
+                kls.append(ratio.approx_kl.item())
+                clips.append(ratio.clip_fraction.item())
                 dvs.append((values - old[1]).abs().mean().item())
             label = "held draw, old policy recomputed" if held else "draw per forward vs rollout"
             print(f"  {label:<34} approx_kl {sum(kls) / len(kls):.5f}  clip_fraction {sum(clips) / len(clips):.4f}  "

@@ -298,20 +298,23 @@ def test_summary_names_the_code_that_trained_the_run(tmp_path, tiny):
     assert code_version(plain)["git_commit"] is None and code_version(plain)["git_dirty"] is None
 
 
-def _update_without_learning(tmp_path, overrides, seed=0):
-    """One rollout, then one PPO update whose steps change nothing (lr 0): what the update's
-    ratio sees comes from the forward alone. Returns the update stats and the trainer."""
-    cfg = build_config(None, [*overrides, "ppo.rollout_length=48", "ppo.sequence_length=48", "ppo.epochs=2",
-                              f"train.seed={seed}"])
+def _rollout_and_update(tmp_path, overrides, seed=0, learn=True):
+    """One rollout, then one PPO update (with ``learn=False`` at lr 0, so the update's steps change
+    nothing and what its ratio sees comes from the forward alone). Returns the stats and trainer."""
+    cfg = build_config(None, [*overrides, f"train.seed={seed}"])
     trainer = Trainer(cfg, tmp_path)
     trainer.collect()
     st = trainer.storage
     advantages, returns = compute_gae(st.rewards, st.values, st.dones, trainer.bootstrap_values(),
                                       st.truncation_values, cfg.ppo.gamma, cfg.ppo.gae_lambda)
-    for group in trainer.optimizer.param_groups:
-        group["lr"] = 0.0
+    if not learn:
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = 0.0
     torch.manual_seed(seed)
     return ppo_update(trainer.update_model, trainer.optimizer, st, advantages, returns, cfg.ppo), trainer
+
+
+WHOLE_ROLLOUT = ["ppo.rollout_length=48", "ppo.sequence_length=48", "ppo.epochs=2"]
 
 
 def test_recompute_old_policy_starts_memos_ratio_at_one(tmp_path, tiny):
@@ -322,8 +325,8 @@ def test_recompute_old_policy_starts_memos_ratio_at_one(tmp_path, tiny):
     from memo_rl.memory.memo import MemoCore
     from memo_rl.ppo.update import replay_log_probs_and_values
 
-    memo = [*tiny, "memory.core=memo", *TRANSFORMER]
-    _, trainer = _update_without_learning(tmp_path / "rollout", memo)  # lr 0: weights are the rollout's
+    memo = [*tiny, "memory.core=memo", *TRANSFORMER, *WHOLE_ROLLOUT]
+    _, trainer = _rollout_and_update(tmp_path / "rollout", memo, learn=False)  # weights are the rollout's
     storage, model = trainer.storage, trainer.update_model
     model.eval()
     torch.testing.assert_close(replay_log_probs_and_values(model, storage, 2)[0], storage.log_probs,
@@ -337,7 +340,7 @@ def test_recompute_old_policy_starts_memos_ratio_at_one(tmp_path, tiny):
         first, second = (replay_log_probs_and_values(model, storage, n)[0] for n in (1, 2))
     torch.testing.assert_close(first, second, atol=1e-6, rtol=0)  # one draw, whatever the batching
 
-    stats, _ = _update_without_learning(tmp_path / "on", [*memo, "ppo.recompute_old_policy=true"])
+    stats, _ = _rollout_and_update(tmp_path / "on", [*memo, "ppo.recompute_old_policy=true"], learn=False)
     assert stats.approx_kl < 1e-13 and stats.clip_fraction == 0.0  # without the recompute: 1.6e-10 here
 
 
@@ -346,13 +349,7 @@ def test_recompute_old_policy_changes_nothing_for_cores_that_replay_exactly(tmp_
     bit-identical to one without it."""
     params = []
     for name, flag in (("off", "false"), ("on", "true")):
-        cfg = build_config(None, [*tiny, "memory.core=gru", f"ppo.recompute_old_policy={flag}", "train.seed=3"])
-        trainer = Trainer(cfg, tmp_path / name)
-        trainer.collect()
-        st = trainer.storage
-        advantages, returns = compute_gae(st.rewards, st.values, st.dones, trainer.bootstrap_values(),
-                                          st.truncation_values, cfg.ppo.gamma, cfg.ppo.gae_lambda)
-        torch.manual_seed(3)
-        ppo_update(trainer.update_model, trainer.optimizer, st, advantages, returns, cfg.ppo)
+        _, trainer = _rollout_and_update(tmp_path / name, [*tiny, "memory.core=gru", f"ppo.recompute_old_policy={flag}"],
+                                         seed=3)
         params.append(torch.cat([p.detach().flatten() for p in trainer.agent.parameters()]))
     assert torch.equal(params[0], params[1])
