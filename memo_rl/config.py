@@ -92,6 +92,9 @@ class MemoryConfig:
     """hcam: steps per memory chunk."""
     top_k: int | None = None
     """hcam: memory chunks each query reads; memo with read=hcam: summary blocks each query reads."""
+    chrono_timescale: int | None = None
+    """gru/lstm: chrono initialisation of the gate biases, so units start keeping their state for
+    2..T steps (uniform) instead of about 2; e.g. the trial length. None: PyTorch's init."""
     read: str | None = None
     """memo: how a step reads the summaries, ``full`` (attention to every summary token) or ``hcam``
     (the top_k most relevant summary blocks through hierarchical chunk attention)."""

@@ -80,7 +80,7 @@ def test_registry_and_build_errors():
         build_memory_core("gru", D, segment_length=4)
     with pytest.raises(ValueError, match=r"'n_layers'.*'none'.*accepted options: \(none\)"):
         build_memory_core("none", D, n_layers=2)
-    assert core_option_names("lstm") == ("n_layers",)
+    assert core_option_names("lstm") == ("n_layers", "chrono_timescale")
     assert core_option_names("none") == ()
     with pytest.raises(ValueError, match="unknown memory core"):
         core_option_names("nope")
@@ -318,3 +318,76 @@ def test_bad_resets_shape_and_options():
     y1, _ = core.forward_sequence(inputs(), s, None)
     y2, _ = core.forward_sequence(inputs(), s, torch.zeros(T, N, dtype=torch.bool))
     torch.testing.assert_close(y1, y2, atol=0, rtol=0)
+
+
+# ------------------------------------------------------------------------------ chrono initialisation
+
+
+@pytest.mark.parametrize("name,n_layers", RNN_CASES)
+def test_chrono_init_sets_keep_gate_timescales_and_nothing_else(name, n_layers):
+    horizon = 500
+    torch.manual_seed(0)
+    default = build_memory_core(name, D, n_layers=n_layers)
+    torch.manual_seed(0)
+    chrono = build_memory_core(name, D, n_layers=n_layers, chrono_timescale=horizon)
+    for layer in range(n_layers):
+        b_ih = getattr(chrono.rnn, f"bias_ih_l{layer}")
+        b_hh = getattr(chrono.rnn, f"bias_hh_l{layer}")
+        if name == "gru":  # gates (r, z, n): z keeps the state
+            keep, rest_ih, rest_hh = b_ih[D : 2 * D] + b_hh[D : 2 * D], [b_ih[:D], b_ih[2 * D :]], [b_hh[:D], b_hh[2 * D :]]
+        else:  # gates (i, f, g, o): f keeps the cell, i = -f
+            keep = b_ih[D : 2 * D] + b_hh[D : 2 * D]
+            torch.testing.assert_close(b_ih[:D] + b_hh[:D], -keep, atol=0, rtol=0)
+            rest_ih, rest_hh = [b_ih[2 * D :]], [b_hh[2 * D :]]
+        timescale = 1.0 / (1.0 - torch.sigmoid(keep))  # steps over which the gate keeps 1/e of the state
+        assert timescale.min() >= 2.0 - 1e-4 and timescale.max() <= horizon + 1e-2
+        assert timescale.unique().numel() == D  # one draw per unit, not one value for all
+        # Every other parameter is the default init of the same seed (chrono draws after it).
+        d_ih = getattr(default.rnn, f"bias_ih_l{layer}")
+        d_hh = getattr(default.rnn, f"bias_hh_l{layer}")
+        if name == "gru":
+            torch.testing.assert_close(torch.cat(rest_ih), torch.cat([d_ih[:D], d_ih[2 * D :]]), atol=0, rtol=0)
+            torch.testing.assert_close(torch.cat(rest_hh), torch.cat([d_hh[:D], d_hh[2 * D :]]), atol=0, rtol=0)
+        else:
+            torch.testing.assert_close(rest_ih[0], d_ih[2 * D :], atol=0, rtol=0)
+            torch.testing.assert_close(rest_hh[0], d_hh[2 * D :], atol=0, rtol=0)
+        for kind in ("weight_ih", "weight_hh"):
+            torch.testing.assert_close(
+                getattr(chrono.rnn, f"{kind}_l{layer}"), getattr(default.rnn, f"{kind}_l{layer}"), atol=0, rtol=0
+            )
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+def test_chrono_init_carries_gradient_across_an_episode(name):
+    """The gradient of the state 100 steps later w.r.t. the first input: vanishing with PyTorch's
+    init, usable with chrono init. This is why chrono init helps memory across episodes."""
+    steps = 100
+
+    def sensitivity(**options) -> float:
+        torch.manual_seed(0)
+        core = build_memory_core(name, D, **options)
+        x = torch.zeros(steps, 1, D)
+        x0 = torch.randn(1, D, requires_grad=True)
+        x = torch.cat([x0.unsqueeze(0), x[1:]])  # an input at step 0, zeros after: [steps, 1, D]
+        y, _ = core.forward_sequence(x, core.initial_state(1), None)
+        (grad,) = torch.autograd.grad(y[-1].sum(), x0)
+        return grad.norm().item()
+
+    default, chrono = sensitivity(), sensitivity(chrono_timescale=500)
+    assert chrono > 1e-3
+    assert chrono > 1e4 * default
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+def test_chrono_init_keeps_step_sequence_equivalence_and_rejects_bad_values(name):
+    torch.manual_seed(0)
+    core = build_memory_core(name, D, n_layers=2, chrono_timescale=64).eval()
+    x, resets = inputs(), reset_patterns()["some_envs"]
+    with torch.no_grad():
+        y_seq, s_seq = core.forward_sequence(x, core.initial_state(N), resets)
+        y_step, s_step = run_steps(core, x, resets)
+    torch.testing.assert_close(y_seq, y_step, atol=1e-5, rtol=0)
+    assert_states_close(s_seq, s_step)
+    assert "chrono_timescale" in core_option_names(name)
+    with pytest.raises(ValueError, match="chrono_timescale must be an integer >= 2"):
+        build_memory_core(name, D, chrono_timescale=1)

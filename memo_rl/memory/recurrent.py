@@ -6,6 +6,13 @@ States (env dimension first, see ``base``):
 - ``lstm``: ``LSTMState(h [N, L, d], c [N, L, d])``.
 nn.GRU / nn.LSTM keep their hidden state as ``[L, N, d]``; we transpose at the call boundary.
 
+``chrono_timescale=T`` sets the gate biases by chrono initialisation (Tallec & Ollivier 2018, "Can
+recurrent neural networks warp time?"): each unit's update/forget gate starts so that it keeps its
+state for a number of steps drawn uniformly from [2, T] instead of about 2. With PyTorch's
+default init a unit halves its content every step, so information from an earlier episode of a
+trial reaches the loss only through a product of ~0.5 factors per step and memory is slow to learn
+across episodes; chrono init starts with long memory and lets training shorten it.
+
 ``forward_sequence`` cuts the time axis at the steps where ANY env resets and runs the RNN over
 each reset-free span in one cuDNN call, zeroing the resetting envs' state at the span start.
 Resets in meta-RL trials are mostly synchronized across envs, so there are few spans; the result
@@ -50,11 +57,23 @@ class _RNNCore(MemoryCore):
     is_recurrent = True
     rnn: nn.GRU | nn.LSTM
 
-    def __init__(self, d_model: int, n_layers: int = 1) -> None:
+    def __init__(self, d_model: int, n_layers: int = 1, chrono_timescale: int | None = None) -> None:
         super().__init__(d_model)
         if int(n_layers) < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers!r}")
+        if chrono_timescale is not None and int(chrono_timescale) < 2:
+            raise ValueError(f"chrono_timescale must be an integer >= 2 (steps), got {chrono_timescale!r}")
         self.n_layers = int(n_layers)
+        self.chrono_timescale = None if chrono_timescale is None else int(chrono_timescale)
+
+    def _chrono_biases(self) -> Tensor:
+        """Keep-gate biases ``log(u)``, ``u ~ U(1, T - 1)`` per unit: ``[d]``, timescales 2..T steps."""
+        u = torch.empty(self.d_model).uniform_(1.0, float(self.chrono_timescale - 1))
+        return torch.log(u)
+
+    @abstractmethod
+    def _init_chrono(self) -> None:
+        """Set the gate biases of every layer by chrono initialisation (``chrono_timescale``)."""
 
     # State packing: ours is [N, L, d] per tensor, nn.RNN's is [L, N, d].
     @abstractmethod
@@ -92,15 +111,30 @@ class _RNNCore(MemoryCore):
         return torch.cat(ys, dim=0) if len(ys) > 1 else ys[0], state  # [T, N, d]
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, n_layers={self.n_layers}"
+        chrono = "" if self.chrono_timescale is None else f", chrono_timescale={self.chrono_timescale}"
+        return f"d_model={self.d_model}, n_layers={self.n_layers}{chrono}"
 
 
 class GRUCore(_RNNCore):
-    """A stacked GRU of width ``d_model`` (``n_layers`` layers). State: ``h [N, L, d]``."""
+    """A stacked GRU of width ``d_model`` (``n_layers`` layers). State: ``h [N, L, d]``.
 
-    def __init__(self, d_model: int, n_layers: int = 1) -> None:
-        super().__init__(d_model, n_layers)
+    ``chrono_timescale``: see the module docstring (update-gate biases; None = PyTorch's init).
+    """
+
+    def __init__(self, d_model: int, n_layers: int = 1, chrono_timescale: int | None = None) -> None:
+        super().__init__(d_model, n_layers, chrono_timescale)
         self.rnn = nn.GRU(self.d_model, self.d_model, num_layers=self.n_layers)
+        if self.chrono_timescale is not None:
+            self._init_chrono()
+
+    @torch.no_grad()
+    def _init_chrono(self) -> None:
+        # nn.GRU: h' = (1 - z) * n + z * h, gates stacked (r, z, n) in the biases [3d]; z -> 1 keeps h.
+        d = self.d_model
+        for layer in range(self.n_layers):
+            b_ih, b_hh = getattr(self.rnn, f"bias_ih_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}")
+            b_ih[d : 2 * d] = self._chrono_biases()
+            b_hh[d : 2 * d] = 0.0
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> Tensor:
         return self._zeros(batch_size, device)
@@ -125,11 +159,27 @@ class LSTMState(NamedTuple):
 
 
 class LSTMCore(_RNNCore):
-    """A stacked LSTM of width ``d_model`` (``n_layers`` layers). State: ``LSTMState(h, c)``."""
+    """A stacked LSTM of width ``d_model`` (``n_layers`` layers). State: ``LSTMState(h, c)``.
 
-    def __init__(self, d_model: int, n_layers: int = 1) -> None:
-        super().__init__(d_model, n_layers)
+    ``chrono_timescale``: see the module docstring (forget-gate biases ``b_f`` and input-gate
+    biases ``-b_f``; None = PyTorch's init).
+    """
+
+    def __init__(self, d_model: int, n_layers: int = 1, chrono_timescale: int | None = None) -> None:
+        super().__init__(d_model, n_layers, chrono_timescale)
         self.rnn = nn.LSTM(self.d_model, self.d_model, num_layers=self.n_layers)
+        if self.chrono_timescale is not None:
+            self._init_chrono()
+
+    @torch.no_grad()
+    def _init_chrono(self) -> None:
+        # nn.LSTM: c' = f * c + i * g, gates stacked (i, f, g, o) in the biases [4d].
+        d = self.d_model
+        for layer in range(self.n_layers):
+            b_ih, b_hh = getattr(self.rnn, f"bias_ih_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}")
+            b_f = self._chrono_biases()
+            b_ih[0:d], b_ih[d : 2 * d] = -b_f, b_f
+            b_hh[0 : 2 * d] = 0.0
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> LSTMState:
         return LSTMState(self._zeros(batch_size, device), self._zeros(batch_size, device))
