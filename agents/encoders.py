@@ -5,7 +5,8 @@ leading dims ``[..., *obs_shape]`` (e.g. ``[N, ...]`` at rollout, ``[T, N, ...]`
 dicts of such tensors for ``Dict`` spaces) to float features ``[..., out_dim]``:
 
 - ``Box`` with 3 dims (an image; channel-last HWC like gymnasium/MiniGrid, or channel-first when
-  the first dim is 1/3/4 and the last is not): inputs are scaled to [0, 1] with the space's finite
+  the first dim is 1/3/4, the last is not, and the first is strictly the smallest, so a 3x3 view
+  with 20 one-hot channels ``[3, 3, 20]`` stays HWC while ``[3, 64, 64]`` is CHW): inputs are scaled to [0, 1] with the space's finite
   bounds, ``(x - low) / (high - low)`` (uint8 0..255 -> x / 255), then a CNN:
   * small images (min side < 36, e.g. MiniGrid 3x3 / 7x7 views): 3x3 convs, padding 1, stride 1;
   * larger images (e.g. 64x64 RGB): a Nature-CNN-like strided stack (8x8/4, 4x4/2, then 3x3/1),
@@ -113,6 +114,17 @@ class SpaceEncoder(nn.Module, metaclass=ABCMeta):
         return out.reshape(*lead, self.out_dim)  # [B, out] -> [..., out]
 
 
+def image_is_channel_first(shape: Sequence[int]) -> bool:
+    """Whether a 3-dim image shape is CHW rather than HWC (the gymnasium/MiniGrid convention).
+
+    CHW needs a channel-like first dim (1, 3 or 4) that is strictly smaller than both others and a
+    last dim that is not channel-like; ties go to HWC. So ``[3, 64, 64]`` and ``[4, 84, 84]`` are
+    CHW, while ``[64, 64, 3]``, ``[3, 3, 3]`` and a small one-hot view ``[3, 3, 20]`` are HWC.
+    """
+    a, b, c = shape
+    return a in (1, 3, 4) and c not in (1, 3, 4) and a < min(b, c)
+
+
 class ImageEncoder(SpaceEncoder):
     """CNN over a 3-dim ``Box`` (HWC or CHW), see the module docstring for the architecture."""
 
@@ -120,7 +132,7 @@ class ImageEncoder(SpaceEncoder):
         super().__init__()
         a, b, c = space.shape
         self.event_shape = tuple(space.shape)
-        self.channel_first = a in (1, 3, 4) and c not in (1, 3, 4)
+        self.channel_first = image_is_channel_first(space.shape)
         C, H, W = (a, b, c) if self.channel_first else (c, a, b)
         if not cnn_channels:
             raise ValueError("cnn_channels must name at least one conv layer")

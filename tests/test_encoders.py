@@ -86,6 +86,13 @@ def test_image_layouts_and_cnn_choice():
     chw = build_encoder(spaces.Box(0, 255, (3, 64, 64), np.uint8), hidden_size=H).encoders[0]
     assert chw.channel_first and chw.convs[0].in_channels == 3
     assert build_encoder(spaces.Box(0, 255, (4, 84, 84), np.uint8)).encoders[0].convs[0].in_channels == 4
+    # A small one-hot view [3, 3, 20] (MiniGrid 3x3 through envs.minigrid.SymbolicOneHot) is HWC
+    # with 20 channels, not a 3-channel image 3 high and 20 wide.
+    onehot = build_encoder(spaces.Box(0, 1, (3, 3, 20), np.uint8), hidden_size=H).encoders[0]
+    assert not onehot.channel_first and onehot.convs[0].in_channels == 20
+    assert onehot.fc[0].in_features == 64 * 3 * 3
+    assert not build_encoder(spaces.Box(0, 1, (4, 4, 20), np.uint8)).encoders[0].channel_first
+    assert not build_encoder(spaces.Box(0, 1, (3, 3, 3), np.uint8)).encoders[0].channel_first
 
 
 def test_image_scaling_uses_space_bounds():

@@ -23,6 +23,10 @@ def test_presets_give_a_3x3_view_of_the_memory_task(preset, size):
         assert env.single_observation_space["image"].shape == (3, 3, 20)  # one-hot cells; mission text dropped
         assert set(env.single_observation_space) == {"image", "direction"}
         assert env.get_attr("width") == (size,) * 4
+        # The agent's CNN reads the view as 3x3 cells of 20 channels (not 3 channels of 3x20).
+        agent = registry.make_agent(cfg, env.single_observation_space, env.single_action_space)
+        (image_encoder,) = [e for e in agent.encoder.encoders if hasattr(e, "convs")]
+        assert image_encoder.convs[0].in_channels == 20 and not image_encoder.channel_first
     finally:
         env.close()
     assert build_config(f"env/{preset}").env.vectorization == "async"  # as the preset runs them
