@@ -374,7 +374,7 @@ def test_chrono_init_carries_gradient_across_an_episode(name):
         return grad.norm().item()
 
     default, chrono = sensitivity(), sensitivity(chrono_timescale=500)
-    assert chrono > 1e-3
+    assert chrono > 1e-4  # 1e-3 to 1e-2 here, against 1e-14 to 1e-16 with the default init
     assert chrono > 1e4 * default
 
 
