@@ -80,6 +80,17 @@ class ActorCritic(nn.Module):
     def initial_state(self, batch_size: int, device: torch.device | str) -> Any:
         return self.core.initial_state(batch_size, device)
 
+    def describe(self) -> str:
+        """One line for the training log: how observations are read, the extra inputs, the core
+        and the parameter count (so a misread input layout is visible before training starts)."""
+        extras = [name for name, used in (("previous action", self.use_prev_action),
+                                          ("previous reward", self.use_prev_reward),
+                                          ("episode start", self.use_episode_start)) if used]
+        core = type(self.core).__name__
+        n_params = sum(p.numel() for p in self.parameters())
+        return (f"{self.encoder.describe()}; + {', '.join(extras) or 'no extra inputs'} -> "
+                f"{core}({self.core.extra_repr()}); {n_params:,} parameters")
+
     def embed(self, inputs: AgentInputs) -> Tensor:
         """Features ``[..., d_model]`` for the core, from inputs with any leading dims."""
         parts = [self.encoder(inputs.obs)]

@@ -102,6 +102,10 @@ class SpaceEncoder(nn.Module, metaclass=ABCMeta):
     def encode(self, x: Tensor) -> Tensor:
         """Implemented by each subclass."""
 
+    @abstractmethod
+    def describe(self) -> str:
+        """One line saying how the input is read, e.g. ``image [3, 3, 20] HWC: 20 channels of 3x3 -> CNN 32-64 -> 64``."""
+
     def forward(self, x: Tensor) -> Tensor:
         k = len(self.event_shape)
         if x.dim() < k or tuple(x.shape[x.dim() - k :]) != self.event_shape:
@@ -158,6 +162,14 @@ class ImageEncoder(SpaceEncoder):
         n_flat = in_c * h * w
         self.fc = nn.Sequential(_init(nn.Linear(n_flat, hidden_size)), nn.ReLU())
         self.out_dim = hidden_size
+        self._layout = (C, H, W)
+        self._channels = tuple(int(c) for c in cnn_channels)
+
+    def describe(self) -> str:
+        C, H, W = self._layout
+        layout = "CHW" if self.channel_first else "HWC"
+        return (f"image {list(self.event_shape)} {layout}: {C} channel{'s' if C != 1 else ''} of {H}x{W} -> "
+                f"CNN {'-'.join(map(str, self._channels))} -> {self.out_dim}")
 
     def encode(self, x: Tensor) -> Tensor:
         x = x.float() * self.scale + self.shift
@@ -188,6 +200,10 @@ class VectorEncoder(SpaceEncoder):
         )
         self.out_dim = hidden_size
 
+    def describe(self) -> str:
+        n_in = self.mlp[0].in_features
+        return f"vector {list(self.event_shape)} -> MLP {n_in}-{self.out_dim}-{self.out_dim}"
+
     def encode(self, x: Tensor) -> Tensor:
         x = x.float() * self.scale + self.shift
         return self.mlp(x.reshape(x.shape[0], -1))  # [B, *shape] -> [B, F]
@@ -202,6 +218,9 @@ class DiscreteEncoder(SpaceEncoder):
         self.start = int(space.start)
         self.embedding = nn.Embedding(int(space.n), hidden_size)
         self.out_dim = hidden_size
+
+    def describe(self) -> str:
+        return f"discrete({self.embedding.num_embeddings}) -> embedding {self.out_dim}"
 
     def encode(self, x: Tensor) -> Tensor:
         return self.embedding(x.long() - self.start)  # [B] -> [B, hidden]
@@ -223,6 +242,9 @@ class MultiDiscreteEncoder(SpaceEncoder):
         self.n_components = nvec.size
         self.embedding = nn.Embedding(int(nvec.sum()), hidden_size)
         self.out_dim = self.n_components * hidden_size
+
+    def describe(self) -> str:
+        return f"multi-discrete {list(self.event_shape)} -> {self.n_components} embeddings of {self.embedding.embedding_dim}"
 
     def encode(self, x: Tensor) -> Tensor:
         idx = x.long().reshape(x.shape[0], self.n_components) + self.offsets  # [B, *shape] -> [B, K]
@@ -283,6 +305,15 @@ class ObservationEncoder(nn.Module):
         self.encoders = nn.ModuleList(encoders)
         self.skipped_keys: tuple[str, ...] = tuple(skipped)
         self.out_dim: int = sum(e.out_dim for e in encoders)
+
+    def describe(self) -> str:
+        """How each input is read, one clause per key (``key: ...; key: ...``), skipped keys last."""
+        if self.keys is None:
+            return self.encoders[0].describe()
+        parts = [f"{key}: {enc.describe()}" for key, enc in zip(self.keys, self.encoders)]
+        if self.skipped_keys:
+            parts.append(f"skipped: {', '.join(self.skipped_keys)}")
+        return "; ".join(parts)
 
     def forward(self, obs: Tensor | Mapping[str, Any]) -> Tensor:
         if self.keys is None:

@@ -631,6 +631,7 @@ def run_training(preset: str | None, overrides: list[str]) -> dict[str, Any]:
                 f"{cfg.train.total_steps:,} steps, device {trainer.device}) -> {resolved.run_dir}",
                 flush=True,
             )
+            print(f"[memo-rl] agent: {trainer.agent.describe()}", flush=True)
         summary = trainer.train()
         if dist_ctx.is_main:
             print(f"[memo-rl] done: {summary['env_steps']:,} steps in {summary['wall_seconds']:.0f}s; "

@@ -93,6 +93,21 @@ def test_image_layouts_and_cnn_choice():
     assert onehot.fc[0].in_features == 64 * 3 * 3
     assert not build_encoder(spaces.Box(0, 1, (4, 4, 20), np.uint8)).encoders[0].channel_first
     assert not build_encoder(spaces.Box(0, 1, (3, 3, 3), np.uint8)).encoders[0].channel_first
+    # The layout is said in the training log's agent line.
+    assert onehot.describe() == f"image [3, 3, 20] HWC: 20 channels of 3x3 -> CNN 32-64 -> {H}"
+    assert chw.describe() == f"image [3, 64, 64] CHW: 3 channels of 64x64 -> CNN 32-64 -> {H}"
+
+
+def test_describe_names_every_key_and_the_skipped_ones():
+    space = spaces.Dict({"image": spaces.Box(0, 1, (3, 3, 20), np.uint8), "direction": spaces.Discrete(4),
+                         "mission": spaces.Text(8), "pos": spaces.Box(-1, 1, (2,), np.float32),
+                         "cells": spaces.MultiDiscrete([3, 5])})
+    text = build_encoder(space, hidden_size=8).describe()
+    assert text == ("cells: multi-discrete [2] -> 2 embeddings of 8; direction: discrete(4) -> embedding 8; "
+                    "image: image [3, 3, 20] HWC: 20 channels of 3x3 -> CNN 32-64 -> 8; pos: vector [2] -> MLP 2-8-8; "
+                    "skipped: mission")
+    assert build_encoder(spaces.Box(0, 1, (1, 5, 5), np.float32), hidden_size=8).describe().startswith(
+        "image [1, 5, 5] CHW: 1 channel of 5x5")
 
 
 def test_image_scaling_uses_space_bounds():

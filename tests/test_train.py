@@ -23,9 +23,14 @@ from memo_rl.types import AgentInputs
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_train_writes_the_run_directory_contract(tmp_path, tiny):
+def test_train_writes_the_run_directory_contract(tmp_path, tiny, capsys):
     run_dir = tmp_path / "run"
     assert main(["train", "quickstart", *tiny, f"run.dir={run_dir}", "run.video_interval=3", "run.video_steps=5"]) == 0
+    # The start of the log says how the agent reads its inputs, before any progress line.
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("[memo-rl] training gru on memo_rl/DarkKeyToDoor-v0")
+    assert out[1].startswith("[memo-rl] agent: vector [4] -> MLP 4-") and "GRUCore(d_model=" in out[1]
+    assert out[1].endswith(" parameters")
     assert (run_dir / "config.yaml").read_text().startswith("preset: quickstart")
     rows = read_metrics(run_dir, drop_timing=False)
     assert [int(r["global_step"]) for r in rows] == [64 * i for i in range(1, 7)]
