@@ -56,10 +56,15 @@ def load_manifest(sweep_dir: Path) -> dict[str, Any]:
 
 
 def pick_metric(sweep_dir: Path, cells: list[dict[str, Any]], requested: str | None) -> str:
-    """The metric to report: the requested one, else the first default every run logs."""
-    runs = [sweep_dir / c["name"] for c in cells if (sweep_dir / c["name"] / "metrics.csv").exists()]
-    if not runs:
+    """The metric to report: the requested one, else the first default every finished run logs.
+
+    Only finished runs decide (all runs while none has finished): a cell that has just started
+    has no trial return yet, and must not switch the whole report to another metric.
+    """
+    logged = [sweep_dir / c["name"] for c in cells if (sweep_dir / c["name"] / "metrics.csv").exists()]
+    if not logged:
         raise ConfigError(f"no run in '{sweep_dir}' has logged metrics yet")
+    runs = [r for r in logged if (r / "summary.json").exists()] or logged
     for metric in [requested] if requested else DEFAULT_METRICS:
         try:
             if all(len(read_metric(r, metric)[1]) for r in runs):

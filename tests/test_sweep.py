@@ -68,6 +68,19 @@ def test_smoke_sweep_runs_reports_and_skips_finished_cells(tmp_path, capsys):
     assert "4 finished before, 0 to run" in capsys.readouterr().out
     assert {n: (sweep_dir / n / "summary.json").stat().st_mtime for n in names} == mtimes
 
+    # A cell that has just started (no trial finished yet, so no trial return logged) is listed
+    # as unfinished and does not switch the report to another metric.
+    started = sweep_dir / "core-none_s1"
+    (started / "summary.json").unlink()
+    header, first = (started / "metrics.csv").read_text().splitlines()[:2]
+    assert first.split(",")[header.split(",").index("trial_return_mean")] == ""
+    (started / "metrics.csv").write_text(f"{header}\n{first}\n")
+    assert main(["report", str(sweep_dir), "--reps", "500"]) == 0
+    data = json.loads((sweep_dir / "report.json").read_text())
+    assert data["metric"] == "trial_return_mean"
+    none = next(m for m in data["methods"] if m["method"] == "core-none")
+    assert none["runs"] == ["core-none_s0"] and none["unfinished"] == ["core-none_s1"]
+
 
 def test_a_failing_cell_is_reported_while_the_others_finish_and_is_retried(tmp_path, capsys):
     path = sweep_file(tmp_path, "{'env.kwargs.episode_length': [10, -5]}")
