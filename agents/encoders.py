@@ -6,8 +6,9 @@ dicts of such tensors for ``Dict`` spaces) to float features ``[..., out_dim]``:
 
 - ``Box`` with 3 dims (an image; channel-last HWC like gymnasium/MiniGrid, or channel-first when
   the first dim is 1/3/4, the last is not, and the first is strictly the smallest, so a 3x3 view
-  with 20 one-hot channels ``[3, 3, 20]`` stays HWC while ``[3, 64, 64]`` is CHW): inputs are scaled to [0, 1] with the space's finite
-  bounds, ``(x - low) / (high - low)`` (uint8 0..255 -> x / 255), then a CNN:
+  with 20 one-hot channels ``[3, 3, 20]`` stays HWC while ``[3, 64, 64]`` is CHW): inputs are
+  scaled to [0, 1] with the space's finite bounds, ``(x - low) / (high - low)`` (uint8 0..255 ->
+  x / 255), then a CNN:
   * small images (min side < 36, e.g. MiniGrid 3x3 / 7x7 views): 3x3 convs, padding 1, stride 1;
   * larger images (e.g. 64x64 RGB): a Nature-CNN-like strided stack (8x8/4, 4x4/2, then 3x3/1),
     kernels shrunk to the feature map when it gets smaller than a kernel (Mnih et al. 2015);
