@@ -163,14 +163,14 @@ class ImageEncoder(SpaceEncoder):
         n_flat = in_c * h * w
         self.fc = nn.Sequential(_init(nn.Linear(n_flat, hidden_size)), nn.ReLU())
         self.out_dim = hidden_size
-        self._layout = (C, H, W)
-        self._channels = tuple(int(c) for c in cnn_channels)
 
     def describe(self) -> str:
-        C, H, W = self._layout
+        a, b, c = self.event_shape
+        C, H, W = (a, b, c) if self.channel_first else (c, a, b)
         layout = "CHW" if self.channel_first else "HWC"
+        channels = "-".join(str(m.out_channels) for m in self.convs if isinstance(m, nn.Conv2d))
         return (f"image {list(self.event_shape)} {layout}: {C} channel{'s' if C != 1 else ''} of {H}x{W} -> "
-                f"CNN {'-'.join(map(str, self._channels))} -> {self.out_dim}")
+                f"CNN {channels} -> {self.out_dim}")
 
     def encode(self, x: Tensor) -> Tensor:
         x = x.float() * self.scale + self.shift

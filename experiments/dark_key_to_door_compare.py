@@ -10,8 +10,9 @@ gridworld or transformer PPO settings, SB3 with the gridworld PPO settings) at o
 
 Cost at 3M steps on one CPU core (measured on the 2-core machine, cells sharing it): about 2 min
 for none, 7-9 min for gru, 3-5 min for lstm, 1.5 min for SB3 PPO, 10 min for SB3 RecurrentPPO and
-50-75 min for each transformer core, so about 16 hours of core time for the 30 cells. Cells run cheapest first, so an interrupted
-sweep has whole methods done; re-running it resumes the unfinished cells from their checkpoints.
+55-75 min for each transformer core, so about 16 hours of core time for the 30 cells. Cells run
+cheapest first, so an interrupted sweep has whole methods done; re-running it resumes the
+unfinished cells from their checkpoints.
 """
 
 from memo_rl.sweep import Sweep

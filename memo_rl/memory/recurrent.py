@@ -55,6 +55,7 @@ class _RNNCore(MemoryCore):
     """Shared logic of the GRU and LSTM cores. Subclasses set ``rnn`` and the state packing."""
 
     is_recurrent = True
+    rnn_type: type[nn.GRU] | type[nn.LSTM]
     rnn: nn.GRU | nn.LSTM
 
     def __init__(self, d_model: int, n_layers: int = 1, chrono_timescale: int | None = None) -> None:
@@ -65,15 +66,21 @@ class _RNNCore(MemoryCore):
             raise ValueError(f"chrono_timescale must be an integer >= 2 (steps), got {chrono_timescale!r}")
         self.n_layers = int(n_layers)
         self.chrono_timescale = None if chrono_timescale is None else int(chrono_timescale)
+        self.rnn = self.rnn_type(self.d_model, self.d_model, num_layers=self.n_layers)
+        if self.chrono_timescale is not None:
+            self._init_chrono()
 
-    def _chrono_biases(self) -> Tensor:
-        """Keep-gate biases ``log(u)``, ``u ~ U(1, T - 1)`` per unit: ``[d]``, timescales 2..T steps."""
-        u = torch.empty(self.d_model).uniform_(1.0, float(self.chrono_timescale - 1))
-        return torch.log(u)
+    @torch.no_grad()
+    def _init_chrono(self) -> None:
+        """Chrono initialisation of every layer: keep-gate biases ``log(u)``, ``u ~ U(1, T - 1)``
+        per unit (timescales 2..T steps), written by :meth:`_set_keep_biases`."""
+        for layer in range(self.n_layers):
+            keep = torch.empty(self.d_model).uniform_(1.0, float(self.chrono_timescale - 1)).log()  # [d]
+            self._set_keep_biases(getattr(self.rnn, f"bias_ih_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}"), keep)
 
     @abstractmethod
-    def _init_chrono(self) -> None:
-        """Set the gate biases of every layer by chrono initialisation (``chrono_timescale``)."""
+    def _set_keep_biases(self, b_ih: Tensor, b_hh: Tensor, keep: Tensor) -> None:
+        """Write one layer's gate biases (in place) so its keep gate has bias ``keep [d]``."""
 
     # State packing: ours is [N, L, d] per tensor, nn.RNN's is [L, N, d].
     @abstractmethod
@@ -121,20 +128,13 @@ class GRUCore(_RNNCore):
     ``chrono_timescale``: see the module docstring (update-gate biases; None = PyTorch's init).
     """
 
-    def __init__(self, d_model: int, n_layers: int = 1, chrono_timescale: int | None = None) -> None:
-        super().__init__(d_model, n_layers, chrono_timescale)
-        self.rnn = nn.GRU(self.d_model, self.d_model, num_layers=self.n_layers)
-        if self.chrono_timescale is not None:
-            self._init_chrono()
+    rnn_type = nn.GRU
 
-    @torch.no_grad()
-    def _init_chrono(self) -> None:
+    def _set_keep_biases(self, b_ih: Tensor, b_hh: Tensor, keep: Tensor) -> None:
         # nn.GRU: h' = (1 - z) * n + z * h, gates stacked (r, z, n) in the biases [3d]; z -> 1 keeps h.
         d = self.d_model
-        for layer in range(self.n_layers):
-            b_ih, b_hh = getattr(self.rnn, f"bias_ih_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}")
-            b_ih[d : 2 * d] = self._chrono_biases()
-            b_hh[d : 2 * d] = 0.0
+        b_ih[d : 2 * d] = keep
+        b_hh[d : 2 * d] = 0.0
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> Tensor:
         return self._zeros(batch_size, device)
@@ -165,21 +165,13 @@ class LSTMCore(_RNNCore):
     biases ``-b_f``; None = PyTorch's init).
     """
 
-    def __init__(self, d_model: int, n_layers: int = 1, chrono_timescale: int | None = None) -> None:
-        super().__init__(d_model, n_layers, chrono_timescale)
-        self.rnn = nn.LSTM(self.d_model, self.d_model, num_layers=self.n_layers)
-        if self.chrono_timescale is not None:
-            self._init_chrono()
+    rnn_type = nn.LSTM
 
-    @torch.no_grad()
-    def _init_chrono(self) -> None:
-        # nn.LSTM: c' = f * c + i * g, gates stacked (i, f, g, o) in the biases [4d].
+    def _set_keep_biases(self, b_ih: Tensor, b_hh: Tensor, keep: Tensor) -> None:
+        # nn.LSTM: c' = f * c + i * g, gates stacked (i, f, g, o) in the biases [4d]; f = keep, i = -keep.
         d = self.d_model
-        for layer in range(self.n_layers):
-            b_ih, b_hh = getattr(self.rnn, f"bias_ih_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}")
-            b_f = self._chrono_biases()
-            b_ih[0:d], b_ih[d : 2 * d] = -b_f, b_f
-            b_hh[0 : 2 * d] = 0.0
+        b_ih[0:d], b_ih[d : 2 * d] = -keep, keep
+        b_hh[0 : 2 * d] = 0.0
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> LSTMState:
         return LSTMState(self._zeros(batch_size, device), self._zeros(batch_size, device))
