@@ -11,6 +11,10 @@ state) but declares them as ``Box(0, 255)``; scaled by the declared bounds, a ke
 (6) differ by 0.004 at the network's input. :class:`SymbolicOneHot` gives each category its own
 0/1 channel instead, so the object that decides a Memory episode is as visible to the agent as a
 wall. The MiniGrid presets apply it; an RGB wrapper replaces it (``env.wrappers`` is a list).
+
+MiniGrid gives every task its 7 actions (left, right, forward, pickup, drop, toggle, done); in the
+Memory tasks the last four do nothing. :class:`NavigationActions` keeps the first three, as memory
+benchmarks built on these tasks do, so exploration is not spent mostly on no-ops.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 from gymnasium import spaces
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 
-__all__ = ["SuccessInfo", "SymbolicOneHot"]
+__all__ = ["NavigationActions", "SuccessInfo", "SymbolicOneHot"]
 
 # Channel blocks of the one-hot view: object types, then colours, then door states.
 ONE_HOT_CHANNELS = len(OBJECT_TO_IDX) + len(COLOR_TO_IDX) + len(STATE_TO_IDX)
@@ -70,3 +74,21 @@ class SymbolicOneHot(gym.ObservationWrapper):
         one_hot = np.zeros((*image.shape[:2], ONE_HOT_CHANNELS), dtype=np.uint8)  # [H, W, 20]
         np.put_along_axis(one_hot, channel, 1, axis=-1)
         return {**obs, "image": one_hot}
+
+
+class NavigationActions(gym.ActionWrapper):
+    """MiniGrid with only its navigation actions: ``Discrete(3)``, 0 turn left, 1 turn right,
+    2 forward (MiniGrid's own indices for them, so actions pass through unchanged). Refuses, with a
+    ValueError at construction, an env whose action space is not MiniGrid's ``Discrete(7)``."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        actions = getattr(env.unwrapped, "actions", None)
+        space = env.action_space
+        if (actions is None or not isinstance(space, spaces.Discrete) or space.n != len(actions)
+                or (actions.left, actions.right, actions.forward) != (0, 1, 2)):
+            raise ValueError(f"NavigationActions needs a MiniGrid env (Discrete(7): left, right, forward, ...), got action space {space}")
+        self.action_space = spaces.Discrete(3)
+
+    def action(self, action: Any) -> int:
+        return int(action)
