@@ -191,3 +191,54 @@ def test_vector_envs_report_minigrid_success(tmp_path):
     finally:
         env.close()
     assert flags and set(flags) <= {0.0, 1.0}
+
+
+def test_navigation_actions_are_minigrids_left_right_forward():
+    """NavigationActions offers 3 actions that move the agent exactly as MiniGrid's own 0, 1, 2."""
+    import gymnasium as gym
+
+    from envs.minigrid import NavigationActions
+
+    raw = gym.make("MiniGrid-MemoryS13Random-v0", agent_view_size=3)
+    wrapped = NavigationActions(gym.make("MiniGrid-MemoryS13Random-v0", agent_view_size=3))
+    assert wrapped.action_space == gym.spaces.Discrete(3)
+    raw.reset(seed=5)
+    wrapped.reset(seed=5)
+    start = tuple(wrapped.unwrapped.agent_pos), wrapped.unwrapped.agent_dir
+    for action in [2, 0, 0, 2, 1, 2, 1, 1, 2, 2]:
+        raw.step(action)
+        wrapped.step(action)
+        assert tuple(wrapped.unwrapped.agent_pos) == tuple(raw.unwrapped.agent_pos)
+        assert wrapped.unwrapped.agent_dir == raw.unwrapped.agent_dir
+    assert (tuple(wrapped.unwrapped.agent_pos), wrapped.unwrapped.agent_dir) != start  # the agent did move
+
+
+def test_navigation_actions_refuse_a_non_minigrid_env():
+    import gymnasium as gym
+
+    from envs.minigrid import NavigationActions
+
+    with pytest.raises(ValueError, match="NavigationActions needs a MiniGrid env.*Discrete\\(2\\)"):
+        NavigationActions(gym.make("CartPole-v1"))
+
+
+def test_navigation_actions_and_a_time_limit_through_the_config():
+    """The setup memory benchmarks use on these tasks: 3 actions, episodes cut at 96 steps
+    (``env.kwargs.max_episode_steps`` reaches gymnasium's TimeLimit); a cut episode is a failure."""
+    import numpy as np
+
+    cfg = build_config("env/minigrid_memory_s13random", [
+        "env.num_envs=4", "env.vectorization=sync", "env.kwargs.max_episode_steps=96",
+        "env.wrappers=[envs.minigrid:SymbolicOneHot,envs.minigrid:NavigationActions]"])
+    env = registry.make_vector_env(cfg.env)
+    try:
+        assert env.single_action_space.n == 3
+        env.reset(seed=0)
+        for step in range(1, 97):
+            _, _, terminated, truncated, info = env.step(np.zeros(4, dtype=np.int64))  # spin in place
+            assert not terminated.any()
+            if truncated.any():
+                break
+        assert step == 96 and truncated.all() and (registry.episode_success(info, truncated) == 0).all()
+    finally:
+        env.close()
