@@ -15,6 +15,11 @@ wall. The MiniGrid presets apply it; an RGB wrapper replaces it (``env.wrappers`
 MiniGrid gives every task its 7 actions (left, right, forward, pickup, drop, toggle, done); in the
 Memory tasks the last four do nothing. :class:`NavigationActions` keeps the first three, as memory
 benchmarks built on these tasks do, so exploration is not spent mostly on no-ops.
+
+:class:`CueInViewAtStart` is a diagnostic variant of the Memory tasks, not a benchmark: every
+episode starts next to the cue, so the cue is in view at the first step and the exploration part
+of the task is gone; what is left is remembering the cue along the hallway and comparing it with
+the object seen at the split.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 from gymnasium import spaces
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 
-__all__ = ["NavigationActions", "SuccessInfo", "SymbolicOneHot"]
+__all__ = ["CueInViewAtStart", "NavigationActions", "SuccessInfo", "SymbolicOneHot"]
 
 # Channel blocks of the one-hot view: object types, then colours, then door states.
 ONE_HOT_CHANNELS = len(OBJECT_TO_IDX) + len(COLOR_TO_IDX) + len(STATE_TO_IDX)
@@ -92,3 +97,24 @@ class NavigationActions(gym.ActionWrapper):
 
     def action(self, action: Any) -> int:
         return int(action)
+
+
+class CueInViewAtStart(gym.Wrapper):
+    """Diagnostic: MiniGrid's Memory task with the agent always starting in the start room's first
+    column, facing east, so the cue (one cell north of it) is in view at the first step whatever
+    the view size. Must wrap the Memory env directly (first in ``env.wrappers``); refuses, with a
+    ValueError at construction, an env that is not MiniGrid's Memory task."""
+
+    def __init__(self, env: gym.Env):
+        from minigrid.envs.memory import MemoryEnv
+
+        if not isinstance(env.unwrapped, MemoryEnv) or env is not env.unwrapped:
+            raise ValueError(f"CueInViewAtStart must wrap a MiniGrid Memory env directly, got {env}")
+        super().__init__(env)
+
+    def reset(self, **kwargs):
+        _, info = self.env.reset(**kwargs)
+        base = self.env.unwrapped
+        base.agent_pos = (1, base.height // 2)  # the cue sits at (1, height // 2 - 1)
+        base.agent_dir = 0
+        return base.gen_obs(), info

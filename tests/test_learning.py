@@ -45,3 +45,23 @@ def test_memory_cores_recall_a_cue_and_none_cannot(tmp_path, core, low, high, ex
     assert main(["train", *args]) == 0
     _, returns = read_metric(tmp_path, "episode_return_mean")
     assert low <= returns[-5:].mean() <= high, returns[-5:]
+
+
+@pytest.mark.parametrize("probe", [False, True])
+def test_cue_recall_rewards_the_cue_or_cue_xor_probe(probe):
+    """The test env's own logic: the cue only on the first step, the question (and probe) only on
+    the last, and the reward for the cue (or cue XOR probe) there."""
+    from tests.cue_recall import CueRecall
+
+    env = CueRecall(length=4, probe=probe)
+    for seed in range(8):
+        for action in (0, 1):
+            obs, _ = env.reset(seed=seed)
+            assert obs.shape == ((5,) if probe else (3,)) and obs[env.cue] == 1 and obs[2:].sum() == 0
+            for _ in range(2):
+                obs, reward, done, _, _ = env.step(action)
+                assert obs.sum() == 0 and reward == 0 and not done
+            obs, _, _, _, _ = env.step(action)
+            assert obs[2] == 1 and obs[:2].sum() == 0 and (obs[3 + env.probe_bit] == 1 if probe else True)
+            _, reward, done, _, _ = env.step(action)
+            assert done and reward == float(action == (env.cue ^ env.probe_bit if probe else env.cue))

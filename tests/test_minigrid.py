@@ -242,3 +242,22 @@ def test_navigation_actions_and_a_time_limit_through_the_config():
         assert step == 96 and truncated.all() and (registry.episode_success(info, truncated) == 0).all()
     finally:
         env.close()
+
+
+def test_cue_in_view_at_start_shows_the_cue_on_the_first_step():
+    """The diagnostic start: the agent stands beside the cue, which is the cell to its left in the
+    3x3 view (MiniGrid indexes the view [x, y], the agent at the bottom middle)."""
+    import gymnasium as gym
+    from minigrid.core.constants import OBJECT_TO_IDX
+
+    from envs.minigrid import CueInViewAtStart
+
+    env = CueInViewAtStart(gym.make("MiniGrid-MemoryS13Random-v0", agent_view_size=3).unwrapped)
+    for seed in range(5):
+        obs, _ = env.reset(seed=seed)
+        base = env.unwrapped
+        cue = base.grid.get(1, base.height // 2 - 1)
+        assert tuple(base.agent_pos) == (1, base.height // 2) and base.agent_dir == 0
+        assert obs["image"][0, 2, 0] == OBJECT_TO_IDX[cue.type]  # left of the agent
+    with pytest.raises(ValueError, match="must wrap a MiniGrid Memory env directly"):
+        CueInViewAtStart(gym.make("MiniGrid-Empty-5x5-v0").unwrapped)
