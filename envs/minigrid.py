@@ -102,14 +102,16 @@ class NavigationActions(gym.ActionWrapper):
 class CueInViewAtStart(gym.Wrapper):
     """Diagnostic: MiniGrid's Memory task with the agent always starting in the start room's first
     column, facing east, so the cue (one cell north of it) is in view at the first step whatever
-    the view size. Must wrap the Memory env directly (first in ``env.wrappers``); refuses, with a
-    ValueError at construction, an env that is not MiniGrid's Memory task."""
+    the view size. Goes first in ``env.wrappers`` (it returns MiniGrid's own observation, so no
+    observation wrapper may sit below it); refuses, with a ValueError at construction, an env that
+    is not MiniGrid's Memory task or whose observations were already changed."""
 
     def __init__(self, env: gym.Env):
         from minigrid.envs.memory import MemoryEnv
 
-        if not isinstance(env.unwrapped, MemoryEnv) or env is not env.unwrapped:
-            raise ValueError(f"CueInViewAtStart must wrap a MiniGrid Memory env directly, got {env}")
+        base = env.unwrapped
+        if not isinstance(base, MemoryEnv) or env.observation_space != base.observation_space:
+            raise ValueError(f"CueInViewAtStart must wrap a MiniGrid Memory env before any observation wrapper, got {env}")
         super().__init__(env)
 
     def reset(self, **kwargs):

@@ -252,12 +252,30 @@ def test_cue_in_view_at_start_shows_the_cue_on_the_first_step():
 
     from envs.minigrid import CueInViewAtStart
 
-    env = CueInViewAtStart(gym.make("MiniGrid-MemoryS13Random-v0", agent_view_size=3).unwrapped)
+    env = CueInViewAtStart(gym.make("MiniGrid-MemoryS13Random-v0", agent_view_size=3))
     for seed in range(5):
         obs, _ = env.reset(seed=seed)
         base = env.unwrapped
         cue = base.grid.get(1, base.height // 2 - 1)
         assert tuple(base.agent_pos) == (1, base.height // 2) and base.agent_dir == 0
         assert obs["image"][0, 2, 0] == OBJECT_TO_IDX[cue.type]  # left of the agent
-    with pytest.raises(ValueError, match="must wrap a MiniGrid Memory env directly"):
-        CueInViewAtStart(gym.make("MiniGrid-Empty-5x5-v0").unwrapped)
+    from envs.minigrid import SymbolicOneHot
+
+    for wrong in (gym.make("MiniGrid-Empty-5x5-v0"), SymbolicOneHot(gym.make("MiniGrid-MemoryS7-v0", agent_view_size=3))):
+        with pytest.raises(ValueError, match="must wrap a MiniGrid Memory env before any observation wrapper"):
+            CueInViewAtStart(wrong)
+
+
+def test_cue_in_view_at_start_through_the_config():
+    """The diagnostic as docs/results.md runs it: first in env.wrappers, under gymnasium's vector env."""
+    cfg = build_config("env/minigrid_memory_s13random", [
+        "env.num_envs=4", "env.vectorization=sync", "env.kwargs.max_episode_steps=96",
+        "env.wrappers=[envs.minigrid:CueInViewAtStart,envs.minigrid:SymbolicOneHot,envs.minigrid:NavigationActions]"])
+    env = registry.make_vector_env(cfg.env)
+    try:
+        obs, _ = env.reset(seed=0)
+        assert all(tuple(pos) == (1, 6) for pos in env.get_attr("agent_pos"))  # height 13: row 6
+        cue_channels = obs["image"][:, 0, 2, :11]  # [N, 11]: object-type one-hot of the cell left of the agent
+        assert set(cue_channels.argmax(-1).tolist()) <= {5, 6}  # a key or a ball in every env
+    finally:
+        env.close()
