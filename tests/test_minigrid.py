@@ -249,7 +249,7 @@ def test_cue_in_view_at_start_shows_the_cue_on_the_first_step():
     import gymnasium as gym
     from minigrid.core.constants import OBJECT_TO_IDX
 
-    from envs.minigrid import CueInViewAtStart
+    from envs.minigrid import CueInViewAtStart, SymbolicOneHot
 
     env = CueInViewAtStart(gym.make("MiniGrid-MemoryS13Random-v0", agent_view_size=3))
     for seed in range(5):
@@ -258,8 +258,6 @@ def test_cue_in_view_at_start_shows_the_cue_on_the_first_step():
         cue = base.grid.get(1, base.height // 2 - 1)
         assert tuple(base.agent_pos) == (1, base.height // 2) and base.agent_dir == 0
         assert obs["image"][0, 2, 0] == OBJECT_TO_IDX[cue.type]  # left of the agent
-    from envs.minigrid import SymbolicOneHot
-
     for wrong in (gym.make("MiniGrid-Empty-5x5-v0"), SymbolicOneHot(gym.make("MiniGrid-MemoryS7-v0", agent_view_size=3))):
         with pytest.raises(ValueError, match="must wrap a MiniGrid Memory env before any observation wrapper"):
             CueInViewAtStart(wrong)
