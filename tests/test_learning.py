@@ -62,6 +62,7 @@ def test_cue_recall_rewards_the_cue_or_cue_xor_probe(probe):
                 obs, reward, done, _, _ = env.step(action)
                 assert obs.sum() == 0 and reward == 0 and not done
             obs, _, _, _, _ = env.step(action)
-            assert obs[2] == 1 and obs[:2].sum() == 0 and (obs[3 + env.probe_bit] == 1 if probe else True)
+            assert obs[2] == 1 and obs[:2].sum() == 0
+            assert not probe or obs[3 + env.probe_bit] == 1
             _, reward, done, _, _ = env.step(action)
             assert done and reward == float(action == (env.cue ^ env.probe_bit if probe else env.cue))
