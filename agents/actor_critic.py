@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from agents.encoders import build_encoder
+from agents.recall import PastInputRecall
 from memo_rl.memory import MemoryCore
+from memo_rl.memory.base import resets_as_bool
 from memo_rl.types import AgentInputs, AgentOutput
 
 
@@ -46,6 +48,9 @@ class ActorCritic(nn.Module):
             compare what memory holds with what it sees now (e.g. a remembered goal position with
             the current position) without the core having to compute that comparison itself.
         cnn_channels: channels of the image encoder.
+        recall_max_lag: with a value >= 1, add a :class:`agents.recall.PastInputRecall` decoder;
+            the training forward (``forward_sequence`` with gradients on) then also returns its
+            auxiliary loss in ``AgentOutput.recall_loss``. 0 = no recall head.
     """
 
     def __init__(
@@ -60,6 +65,7 @@ class ActorCritic(nn.Module):
         head_hidden: int = 0,
         core_skip: bool = False,
         cnn_channels: tuple[int, ...] = (32, 64),
+        recall_max_lag: int = 0,
     ) -> None:
         super().__init__()
         if not isinstance(action_space, gym.spaces.Discrete):
@@ -76,6 +82,11 @@ class ActorCritic(nn.Module):
         head_in = core.d_model * (2 if core_skip else 1)
         self.policy_head = _head(head_in, head_hidden, self.num_actions, out_gain=0.01)
         self.value_head = _head(head_in, head_hidden, 1, out_gain=1.0)
+        if recall_max_lag < 0:
+            raise ValueError(f"agent.recall_max_lag must be >= 0 (0 = off), got {recall_max_lag}")
+        self.recall = (PastInputRecall(core.d_model, self.encoder.out_dim, recall_max_lag,
+                                       hidden=max(head_hidden, core.d_model))
+                       if recall_max_lag else None)
 
     def initial_state(self, batch_size: int, device: torch.device | str) -> Any:
         return self.core.initial_state(batch_size, device)
@@ -88,12 +99,18 @@ class ActorCritic(nn.Module):
                                           ("episode start", self.use_episode_start)) if used]
         core = type(self.core).__name__
         n_params = sum(p.numel() for p in self.parameters())
+        recall = f"; past-input recall up to {self.recall.max_lag} steps back" if self.recall is not None else ""
         return (f"{self.encoder.describe()}; + {', '.join(extras) or 'no extra inputs'} -> "
-                f"{core}({self.core.extra_repr()}); {n_params:,} parameters")
+                f"{core}({self.core.extra_repr()}){recall}; {n_params:,} parameters")
 
     def embed(self, inputs: AgentInputs) -> Tensor:
         """Features ``[..., d_model]`` for the core, from inputs with any leading dims."""
-        parts = [self.encoder(inputs.obs)]
+        return self._embed(inputs)[1]
+
+    def _embed(self, inputs: AgentInputs) -> tuple[Tensor, Tensor]:
+        """(observation features ``[..., hidden_size]``, core input ``[..., d_model]``)."""
+        observed = self.encoder(inputs.obs)
+        parts = [observed]
         if self.use_prev_action:
             prev = inputs.prev_actions
             one_hot = F.one_hot(prev.clamp_min(0), self.num_actions).float()  # [..., A]
@@ -102,7 +119,7 @@ class ActorCritic(nn.Module):
             parts.append(inputs.prev_rewards.float().unsqueeze(-1))
         if self.use_episode_start:
             parts.append(inputs.episode_starts.float().unsqueeze(-1))
-        return self.input_proj(torch.cat(parts, dim=-1))
+        return observed, self.input_proj(torch.cat(parts, dim=-1))
 
     def _heads(self, embedded: Tensor, features: Tensor, state: Any) -> AgentOutput:
         if self.core_skip:
@@ -117,7 +134,14 @@ class ActorCritic(nn.Module):
         return self._heads(embedded, features, state)
 
     def forward_sequence(self, inputs: AgentInputs, state: Any, resets: Tensor) -> AgentOutput:
-        """T steps for N envs: inputs ``[T, N, ...]``, resets ``[T, N]`` -> logits ``[T, N, A]``, values ``[T, N]``."""
-        embedded = self.embed(inputs)
+        """T steps for N envs: inputs ``[T, N, ...]``, resets ``[T, N]`` -> logits ``[T, N, A]``, values ``[T, N]``.
+
+        With a recall head and gradients enabled (a PPO minibatch), ``recall_loss`` is set too.
+        """
+        observed, embedded = self._embed(inputs)
         features, state = self.core.forward_sequence(embedded, state, resets)
-        return self._heads(embedded, features, state)
+        out = self._heads(embedded, features, state)
+        if self.recall is not None and torch.is_grad_enabled():
+            resets = resets_as_bool(resets, tuple(embedded.shape[:2]), embedded.device)  # [T, N]
+            out = out._replace(recall_loss=self.recall(observed, features, resets))
+        return out

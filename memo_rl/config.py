@@ -65,6 +65,10 @@ class AgentConfig:
     core_skip: bool = False
     """Feed the heads the memory core's input beside its output (current features + memory)."""
     cnn_channels: list[int] = field(default_factory=lambda: [32, 64])
+    recall_max_lag: int = 0
+    """Past-input recall (``agents.recall``): an auxiliary loss, weighted by ``ppo.recall_coef``, in
+    which a decoder reproduces the core's input from 1 to this many steps back out of the core's
+    output, giving the memory a direct signal to keep what was seen. 0 = off."""
 
 
 @dataclass
@@ -137,6 +141,8 @@ class PPOConfig:
     min_lr: float = 0.0
     adam_eps: float = 1e-5
     normalize_advantages: bool = True
+    recall_coef: float = 1.0
+    """Weight of the past-input recall loss (used when ``agent.recall_max_lag`` > 0)."""
     recompute_old_policy: bool = False
     """For cores whose training forward is random (Memo's segment lengths in [0.8, 1.2] x l_seg):
     hold one draw for the whole update and recompute the rollout's log-probs and values under it
@@ -483,6 +489,7 @@ def validate(cfg: ExperimentConfig) -> None:
         ("agent.hidden_size", cfg.agent.hidden_size, 1),
         ("agent.d_model", cfg.agent.d_model, 1),
         ("agent.head_hidden", cfg.agent.head_hidden, 0),
+        ("agent.recall_max_lag", cfg.agent.recall_max_lag, 0),
         ("ppo.rollout_length", cfg.ppo.rollout_length, 1),
         ("ppo.epochs", cfg.ppo.epochs, 1),
         ("ppo.num_minibatches", cfg.ppo.num_minibatches, 1),
@@ -492,6 +499,7 @@ def validate(cfg: ExperimentConfig) -> None:
         ("ppo.clip_coef", cfg.ppo.clip_coef, 0.0),
         ("ppo.vf_coef", cfg.ppo.vf_coef, 0.0),
         ("ppo.ent_coef", cfg.ppo.ent_coef, 0.0),
+        ("ppo.recall_coef", cfg.ppo.recall_coef, 0.0),
         ("ppo.max_grad_norm", cfg.ppo.max_grad_norm, 0.0),
         ("ppo.adam_eps", cfg.ppo.adam_eps, 0.0),
         ("ppo.refresh_max_steps", cfg.ppo.refresh_max_steps, 1),

@@ -36,6 +36,7 @@ METRIC_TAGS: dict[str, str] = {
     "clip_fraction": "loss/clip_fraction",
     "explained_variance": "loss/explained_variance",
     "grad_norm": "loss/grad_norm",
+    "recall_loss": "loss/recall",  # agents with a past-input recall head (agent.recall_max_lag)
     "cached_tokens": "memory/cached_tokens",
     "fps": "perf/fps",
     "rollout_seconds": "perf/rollout_seconds",

@@ -25,6 +25,8 @@ class UpdateStats:
     clip_fraction: float
     grad_norm: float
     explained_variance: float
+    recall_loss: float | None = None
+    """Mean past-input recall loss (agents with a recall head; None otherwise)."""
 
 
 def ppo_update(
@@ -100,6 +102,9 @@ def _run_epochs(
             policy = clipped_policy_loss(log_probs, batch.log_probs, adv, cfg.clip_coef)
             v_loss = value_loss(out.values, batch.values, batch.returns, cfg.value_clip)
             loss = policy.loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+            if out.recall_loss is not None:
+                loss = loss + cfg.recall_coef * out.recall_loss
+                totals["recall_loss"] = totals.get("recall_loss", 0.0) + out.recall_loss.item()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)

@@ -1,0 +1,71 @@
+"""Past-input recall: an auxiliary loss that asks the memory to hold what the agent saw.
+
+A policy gradient reaches a memory core only through what the policy does with the memory. When
+the reward depends on an interaction between what was seen long ago and what is seen now (the
+MiniGrid Memory decision compares the remembered cue with the object in view: an XOR), the
+gradient that would teach the core to keep the cue is second-order and tiny until the policy
+already reads it (docs/results.md, MiniGrid section). The recall loss gives the core a first-order
+signal instead: at every training step ``t`` it draws a lag ``k`` in ``[1, max_lag]`` and asks a
+small decoder to reproduce, from the core's output at ``t`` and the lag, the observation
+features (the encoder's output) at ``t - k``. Only pairs inside one memory span count (no memory reset in ``(t - k, t]``, and
+``t - k`` inside the replayed sequence).
+
+The target is the encoder's output, detached and layer-normalised, so the loss is scale-free and
+cannot be lowered by shrinking the target; it works for every observation space the encoders
+read. The agent's own previous actions are left out of the target: early in training they are
+random, carry most of the input's variance, and would crowd out what was observed (measured on
+the cue XOR probe task: with them in the target the cue was stored only faintly). This is our variant of the reconstruction losses used to help memory agents
+(e.g. the observation reconstruction Memory Gym's Transformer-XL agent needs).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from memo_rl.ppo.losses import masked_mean
+
+
+class PastInputRecall(nn.Module):
+    """Decoder from (core output at ``t``, lag ``k``) to the observation features at ``t - k``.
+
+    Args:
+        d_model: width of the core's output.
+        d_target: width of the observation features.
+        max_lag: largest lag drawn (lags are uniform in ``[1, max_lag]``), >= 1.
+        hidden: hidden width of the decoder MLP.
+    """
+
+    def __init__(self, d_model: int, d_target: int, max_lag: int, hidden: int) -> None:
+        super().__init__()
+        if max_lag < 1:
+            raise ValueError(f"the recall lag must be >= 1, got {max_lag}")
+        self.max_lag = max_lag
+        self.lag_embedding = nn.Embedding(max_lag, d_model)
+        self.decoder = nn.Sequential(nn.Linear(d_model, hidden), nn.ReLU(), nn.Linear(hidden, d_target))
+
+    def extra_repr(self) -> str:
+        return f"max_lag={self.max_lag}"
+
+    def forward(self, observed: Tensor, core_outputs: Tensor, resets: Tensor, lags: Tensor | None = None) -> Tensor:
+        """Mean squared recall error over the valid (step, lag) pairs (0 when there is none).
+
+        ``observed`` is ``[T, N, d_target]`` (encoder output), ``core_outputs`` ``[T, N, d_model]``,
+        ``resets`` ``[T, N]`` (True: memory cleared before step t). ``lags`` ``[T, N]`` in
+        ``[1, max_lag]`` is drawn uniformly when None.
+        """
+        T, N, d = observed.shape
+        if lags is None:
+            lags = torch.randint(1, self.max_lag + 1, (T, N), device=observed.device)  # [T, N]
+        steps = torch.arange(T, device=observed.device).unsqueeze(1)  # [T, 1]
+        source = steps - lags  # [T, N]: the step to recall
+        # span[t] counts the resets up to and including t: equal spans = no reset in (t - k, t].
+        span = resets.long().cumsum(0)  # [T, N]
+        safe_source = source.clamp_min(0)  # [T, N]
+        valid = (source >= 0) & (span.gather(0, safe_source) == span)  # [T, N]
+        target = F.layer_norm(observed.detach().float(), (d,))  # [T, N, d]
+        target = target.gather(0, safe_source.unsqueeze(-1).expand(T, N, d))  # [T, N, d]: input at t - k
+        prediction = self.decoder(core_outputs + self.lag_embedding(lags - 1)).float()  # [T, N, d]
+        error = (prediction - target).pow(2).mean(-1)  # [T, N]
+        return masked_mean(error, valid)
