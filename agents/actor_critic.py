@@ -19,6 +19,8 @@ from memo_rl.memory import MemoryCore
 from memo_rl.memory.base import resets_as_bool
 from memo_rl.types import AgentInputs, AgentOutput
 
+RECALL_TARGETS = ("observation", "features")
+
 
 def _layer_init(layer: nn.Linear, gain: float) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, gain)
@@ -51,6 +53,8 @@ class ActorCritic(nn.Module):
         recall_max_lag: with a value >= 1, add a :class:`agents.recall.PastInputRecall` decoder;
             the training forward (``forward_sequence`` with gradients on) then also returns its
             auxiliary loss in ``AgentOutput.recall_loss``. 0 = no recall head.
+        recall_target: what is recalled: ``observation`` (the observation as the encoder first sees
+            it, scaled and flattened, indices one-hot) or ``features`` (the encoder's output).
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class ActorCritic(nn.Module):
         core_skip: bool = False,
         cnn_channels: tuple[int, ...] = (32, 64),
         recall_max_lag: int = 0,
+        recall_target: str = "observation",
     ) -> None:
         super().__init__()
         if not isinstance(action_space, gym.spaces.Discrete):
@@ -84,8 +89,11 @@ class ActorCritic(nn.Module):
         self.value_head = _head(head_in, head_hidden, 1, out_gain=1.0)
         if recall_max_lag < 0:
             raise ValueError(f"agent.recall_max_lag must be >= 0 (0 = off), got {recall_max_lag}")
-        self.recall = (PastInputRecall(core.d_model, self.encoder.out_dim, recall_max_lag,
-                                       hidden=max(head_hidden, core.d_model))
+        if recall_target not in RECALL_TARGETS:
+            raise ValueError(f"agent.recall_target must be one of {', '.join(RECALL_TARGETS)}, got {recall_target!r}")
+        self.recall_target = recall_target
+        d_target = self.encoder.flat_dim if recall_target == "observation" else self.encoder.out_dim
+        self.recall = (PastInputRecall(core.d_model, d_target, recall_max_lag, hidden=max(head_hidden, core.d_model))
                        if recall_max_lag else None)
 
     def initial_state(self, batch_size: int, device: torch.device | str) -> Any:
@@ -99,7 +107,8 @@ class ActorCritic(nn.Module):
                                           ("episode start", self.use_episode_start)) if used]
         core = type(self.core).__name__
         n_params = sum(p.numel() for p in self.parameters())
-        recall = f"; past-input recall up to {self.recall.max_lag} steps back" if self.recall is not None else ""
+        recall = (f"; past-input recall ({self.recall_target}) up to {self.recall.max_lag} steps back"
+                  if self.recall is not None else "")
         return (f"{self.encoder.describe()}; + {', '.join(extras) or 'no extra inputs'} -> "
                 f"{core}({self.core.extra_repr()}){recall}; {n_params:,} parameters")
 
@@ -143,5 +152,6 @@ class ActorCritic(nn.Module):
         out = self._heads(embedded, features, state)
         if self.recall is not None and torch.is_grad_enabled():
             resets = resets_as_bool(resets, tuple(embedded.shape[:2]), embedded.device)  # [T, N]
-            out = out._replace(recall_loss=self.recall(observed, features, resets))
+            target = self.encoder.flat_scaled(inputs.obs) if self.recall_target == "observation" else observed
+            out = out._replace(recall_loss=self.recall(target, features, resets))
         return out

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor, nn
 
@@ -98,10 +99,19 @@ class SpaceEncoder(nn.Module, metaclass=ABCMeta):
 
     event_shape: tuple[int, ...]
     out_dim: int
+    flat_dim: int
+    """Width of :meth:`flat_scaled`'s output."""
 
     @abstractmethod
     def encode(self, x: Tensor) -> Tensor:
         """Implemented by each subclass."""
+
+    def flat_scaled(self, x: Tensor) -> Tensor:
+        """The observation itself as the network first sees it, ``[..., flat_dim]``: boxes scaled as in
+        ``encode`` and flattened (the default), indices one-hot (Discrete, MultiDiscrete). A
+        reconstruction target that does not depend on learned weights (``agents.recall``)."""
+        lead = x.shape[: x.dim() - len(self.event_shape)]
+        return (x.float() * self.scale + self.shift).reshape(*lead, self.flat_dim)  # [..., *event] -> [..., F]
 
     @abstractmethod
     def describe(self) -> str:
@@ -163,6 +173,7 @@ class ImageEncoder(SpaceEncoder):
         n_flat = in_c * h * w
         self.fc = nn.Sequential(_init(nn.Linear(n_flat, hidden_size)), nn.ReLU())
         self.out_dim = hidden_size
+        self.flat_dim = a * b * c
 
     def describe(self) -> str:
         a, b, c = self.event_shape
@@ -193,6 +204,7 @@ class VectorEncoder(SpaceEncoder):
         self.register_buffer("scale", scale, persistent=False)
         self.register_buffer("shift", shift, persistent=False)
         n_in = int(np.prod(self.event_shape))  # 1 for a scalar Box
+        self.flat_dim = n_in
         self.mlp = nn.Sequential(
             _init(nn.Linear(n_in, hidden_size)),
             nn.ReLU(),
@@ -219,12 +231,16 @@ class DiscreteEncoder(SpaceEncoder):
         self.start = int(space.start)
         self.embedding = nn.Embedding(int(space.n), hidden_size)
         self.out_dim = hidden_size
+        self.flat_dim = int(space.n)
 
     def describe(self) -> str:
         return f"discrete({self.embedding.num_embeddings}) -> embedding {self.out_dim}"
 
     def encode(self, x: Tensor) -> Tensor:
         return self.embedding(x.long() - self.start)  # [B] -> [B, hidden]
+
+    def flat_scaled(self, x: Tensor) -> Tensor:
+        return F.one_hot(x.long() - self.start, self.flat_dim).float()  # [...] -> [..., n]
 
 
 class MultiDiscreteEncoder(SpaceEncoder):
@@ -243,6 +259,7 @@ class MultiDiscreteEncoder(SpaceEncoder):
         self.n_components = nvec.size
         self.embedding = nn.Embedding(int(nvec.sum()), hidden_size)
         self.out_dim = self.n_components * hidden_size
+        self.flat_dim = int(nvec.sum())
 
     def describe(self) -> str:
         return f"multi-discrete {list(self.event_shape)} -> {self.n_components} embeddings of {self.embedding.embedding_dim}"
@@ -250,6 +267,11 @@ class MultiDiscreteEncoder(SpaceEncoder):
     def encode(self, x: Tensor) -> Tensor:
         idx = x.long().reshape(x.shape[0], self.n_components) + self.offsets  # [B, *shape] -> [B, K]
         return self.embedding(idx).flatten(1)  # [B, K, hidden] -> [B, K * hidden]
+
+    def flat_scaled(self, x: Tensor) -> Tensor:
+        lead = x.shape[: x.dim() - len(self.event_shape)]
+        idx = x.long().reshape(*lead, self.n_components) + self.offsets  # [..., *shape] -> [..., K]
+        return F.one_hot(idx, self.flat_dim).sum(-2).float()  # [..., K, F] -> [..., F]: K ones
 
 
 def _build_space_encoder(space: spaces.Space, hidden_size: int, cnn_channels: Sequence[int]) -> SpaceEncoder:
@@ -306,6 +328,7 @@ class ObservationEncoder(nn.Module):
         self.encoders = nn.ModuleList(encoders)
         self.skipped_keys: tuple[str, ...] = tuple(skipped)
         self.out_dim: int = sum(e.out_dim for e in encoders)
+        self.flat_dim: int = sum(e.flat_dim for e in encoders)
 
     def describe(self) -> str:
         """How each input is read, one clause per key (``key: ...; key: ...``), skipped keys last."""
@@ -326,6 +349,13 @@ class ObservationEncoder(nn.Module):
             raise KeyError(f"observation is missing keys {missing}; expected {list(self.keys)}")
         feats = [enc(obs[k]) for k, enc in zip(self.keys, self.encoders)]  # each [..., d_k]
         return torch.cat(feats, dim=-1) if len(feats) > 1 else feats[0]  # [..., out_dim]
+
+    def flat_scaled(self, obs: Tensor | Mapping[str, Any]) -> Tensor:
+        """The observation as the encoders first see it, ``[..., flat_dim]`` (see ``SpaceEncoder``)."""
+        if self.keys is None:
+            return self.encoders[0].flat_scaled(obs)
+        parts = [enc.flat_scaled(obs[k]) for k, enc in zip(self.keys, self.encoders)]  # each [..., F_k]
+        return torch.cat(parts, dim=-1)  # [..., flat_dim]
 
 
 def build_encoder(

@@ -6,15 +6,19 @@ MiniGrid Memory decision compares the remembered cue with the object in view: an
 gradient that would teach the core to keep the cue is second-order and tiny until the policy
 already reads it (docs/results.md, MiniGrid section). The recall loss gives the core a first-order
 signal instead: at every training step ``t`` it draws a lag ``k`` in ``[1, max_lag]`` and asks a
-small decoder to reproduce, from the core's output at ``t`` and the lag, the observation
-features (the encoder's output) at ``t - k``. Only pairs inside one memory span count (no memory reset in ``(t - k, t]``, and
+small decoder to reproduce, from the core's output at ``t`` and the lag, what was seen at
+``t - k``. Only pairs inside one memory span count (no memory reset in ``(t - k, t]``, and
 ``t - k`` inside the replayed sequence).
 
-The target is the encoder's output, detached and layer-normalised, so the loss is scale-free and
-cannot be lowered by shrinking the target; it works for every observation space the encoders
-read. The agent's own previous actions are left out of the target: early in training they are
-random, carry most of the input's variance, and would crowd out what was observed (measured on
-the cue XOR probe task: with them in the target the cue was stored only faintly). This is our variant of the reconstruction losses used to help memory agents
+What is reproduced (``agent.recall_target``) is either the observation as the encoder first sees
+it (``observation``: scaled, flattened, indices one-hot; the default) or the encoder's output
+(``features``). Either is detached and layer-normalised, so the loss is scale-free and cannot be
+lowered by shrinking the target. The agent's own previous actions are left out: early in training
+they are random, carry most of the input's variance, and crowd out what was observed (measured on
+the cue XOR probe task: with them in the target the cue was stored only faintly). Encoder features
+can be as faint. A policy that ignores the cue has no reason to make its encoder tell it apart,
+and on MiniGrid's cue diagnostic the GRU trained with feature recall held the cue only faintly.
+The raw observation does not depend on what the policy has learned so far. This is our variant of the reconstruction losses used to help memory agents
 (e.g. the observation reconstruction Memory Gym's Transformer-XL agent needs).
 """
 
@@ -28,11 +32,11 @@ from memo_rl.ppo.losses import masked_mean
 
 
 class PastInputRecall(nn.Module):
-    """Decoder from (core output at ``t``, lag ``k``) to the observation features at ``t - k``.
+    """Decoder from (core output at ``t``, lag ``k``) to what was seen at ``t - k``.
 
     Args:
         d_model: width of the core's output.
-        d_target: width of the observation features.
+        d_target: width of the recalled vectors.
         max_lag: largest lag drawn (lags are uniform in ``[1, max_lag]``), >= 1.
         hidden: hidden width of the decoder MLP.
     """
@@ -51,7 +55,7 @@ class PastInputRecall(nn.Module):
     def forward(self, observed: Tensor, core_outputs: Tensor, resets: Tensor, lags: Tensor | None = None) -> Tensor:
         """Mean squared recall error over the valid (step, lag) pairs (0 when there is none).
 
-        ``observed`` is ``[T, N, d_target]`` (encoder output), ``core_outputs`` ``[T, N, d_model]``,
+        ``observed`` is ``[T, N, d_target]`` (what is recalled), ``core_outputs`` ``[T, N, d_model]``,
         ``resets`` ``[T, N]`` (True: memory cleared before step t). ``lags`` ``[T, N]`` in
         ``[1, max_lag]`` is drawn uniformly when None.
         """

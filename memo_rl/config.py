@@ -69,6 +69,9 @@ class AgentConfig:
     """Past-input recall (``agents.recall``): an auxiliary loss, weighted by ``ppo.recall_coef``, in
     which a decoder reproduces the core's input from 1 to this many steps back out of the core's
     output, giving the memory a direct signal to keep what was seen. 0 = off."""
+    recall_target: str = "observation"
+    """What the recall decoder reproduces: ``observation`` (scaled and flattened, indices one-hot)
+    or ``features`` (the encoder's output)."""
 
 
 @dataclass
@@ -321,6 +324,7 @@ GAE_CUTS = ("trial", "episode")
 VECTORIZATIONS = ("auto", "sync", "async")
 MEMO_READS = ("full", "hcam")
 AMP_MODES = ("auto", "bf16", "fp32")  # memo_rl.accel
+RECALL_TARGETS = ("observation", "features")  # agents.actor_critic
 
 
 # ----------------------------------------------------------------------------- presets
@@ -482,6 +486,7 @@ def validate(cfg: ExperimentConfig) -> None:
     _choice("ppo.gae_cut", cfg.ppo.gae_cut, GAE_CUTS)
     _choice("env.vectorization", cfg.env.vectorization, VECTORIZATIONS)
     _choice("train.amp", cfg.train.amp, AMP_MODES)
+    _choice("agent.recall_target", cfg.agent.recall_target, RECALL_TARGETS)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.train.device):
         raise ConfigError(f"bad value {cfg.train.device!r} for 'train.device' (choose from: auto, cpu, cuda, cuda:N)")
     for key, value, low in [

@@ -196,7 +196,7 @@ def make_agent(cfg: ExperimentConfig, observation_space: gym.Space, action_space
             hidden_size=cfg.agent.hidden_size, use_prev_action=cfg.agent.prev_action,
             use_prev_reward=cfg.agent.prev_reward, use_episode_start=cfg.agent.episode_start,
             head_hidden=cfg.agent.head_hidden, core_skip=cfg.agent.core_skip, cnn_channels=tuple(cfg.agent.cnn_channels),
-            recall_max_lag=cfg.agent.recall_max_lag,
+            recall_max_lag=cfg.agent.recall_max_lag, recall_target=cfg.agent.recall_target,
         )
     except ValueError as err:
         raise ConfigError(f"env '{cfg.env.id}': {err}") from None

@@ -73,7 +73,7 @@ def test_agent_returns_a_recall_loss_only_in_the_training_forward():
     with torch.no_grad():
         assert agent.forward_sequence(inputs, agent.initial_state(N, "cpu"), resets).recall_loss is None
     assert _agent(0).forward_sequence(inputs, agent.initial_state(N, "cpu"), resets).recall_loss is None
-    assert "past-input recall up to 4 steps back" in agent.describe()
+    assert "past-input recall (observation) up to 4 steps back" in agent.describe()
     # The recall head sits beside the policy: with the same seed, the policy's weights are equal.
     plain = _agent(0).state_dict()
     assert all(torch.equal(plain[k], v) for k, v in agent.state_dict().items() if k in plain)
@@ -94,18 +94,18 @@ def test_recall_loss_is_logged(tmp_path):
     assert len(recall) == 2 and np.all(np.isfinite(recall)) and np.all(recall > 0)
 
 
-# The cue XOR probe task (tests/cue_recall.py) at 8 steps: measured at chance for the plain GRU
-# (docs/results.md, MiniGrid section); with recall the GRU stores the cue and solves it.
+# The cue XOR probe task (tests/cue_recall.py) at 8 steps. Measured over seeds 0-4 at 200k steps
+# (docs/results.md, MiniGrid section): the plain GRU solved it for 1 seed of 5, with recall for all 5.
 XOR_TASK = ["env.id=tests.cue_recall:CueRecall-v0", "env.kwargs.length=8", "env.kwargs.probe=true",
             "memory.core=gru", "env.num_envs=16", "agent.hidden_size=64", "agent.d_model=64",
             "agent.head_hidden=64", "ppo.rollout_length=128", "ppo.gae_cut=episode", "ppo.lr=1e-3",
-            "train.total_steps=200000", "run.progress=false"]
+            "train.total_steps=200000", "train.threads=1", "run.progress=false"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recall_max_lag,low,high", [(12, 0.9, 1.0), (0, 0.0, 0.65)])
-def test_recall_lets_the_gru_solve_cue_xor_probe(tmp_path, recall_max_lag, low, high):
-    args = [*XOR_TASK, f"agent.recall_max_lag={recall_max_lag}", f"run.dir={tmp_path}"]
+@pytest.mark.parametrize("seed", [0, 2])
+def test_recall_lets_the_gru_solve_cue_xor_probe(tmp_path, seed):
+    args = [*XOR_TASK, "agent.recall_max_lag=12", f"train.seed={seed}", f"run.dir={tmp_path}"]
     assert main(["train", *args]) == 0
     _, returns = read_metric(tmp_path, "episode_return_mean")
-    assert low <= returns[-5:].mean() <= high, returns[-5:]
+    assert returns[-5:].mean() >= 0.9, returns[-5:]
