@@ -12,8 +12,11 @@ small decoder to reproduce, from the core's output at ``t`` and the lag, what wa
 
 What is reproduced (``agent.recall_target``) is either the observation as the encoder first sees
 it (``observation``: scaled, flattened, indices one-hot; the default) or the encoder's output
-(``features``). Either is detached and layer-normalised, so the loss is scale-free and cannot be
-lowered by shrinking the target. The agent's own previous actions are left out: early in training
+(``features``). Either is detached and standardised per feature over the minibatch, so the loss
+is scale-free, cannot be lowered by shrinking the target, and a feature that is rarely on (the cell
+of a one-hot view that shows the cue) weighs as much as one that always varies (walls as the agent
+turns). With a layer norm over each target vector instead, MiniGrid's cue (2 of 180 one-hot
+entries) was held only faintly. The agent's own previous actions are left out: early in training
 they are random, carry most of the input's variance, and crowd out what was observed (measured on
 the cue XOR probe task: with them in the target the cue was stored only faintly). Encoder features
 can be as faint. A policy that ignores the cue has no reason to make its encoder tell it apart,
@@ -31,6 +34,15 @@ from torch import Tensor, nn
 from memo_rl.ppo.losses import masked_mean
 
 
+def standardize(x: Tensor, min_std: float) -> Tensor:
+    """Each feature of ``x`` ``[..., d]`` standardised over all leading positions (std floored at
+    ``min_std``). A feature that is rarely on, such as the cell of a one-hot view that shows the
+    cue, weighs as much as one that always varies."""
+    flat = x.reshape(-1, x.shape[-1])  # [..., d] -> [M, d]
+    mean, std = flat.mean(0), flat.std(0, correction=0).clamp_min(min_std)  # [d] each
+    return (x - mean) / std
+
+
 class PastInputRecall(nn.Module):
     """Decoder from (core output at ``t``, lag ``k``) to what was seen at ``t - k``.
 
@@ -39,10 +51,12 @@ class PastInputRecall(nn.Module):
         d_target: width of the recalled vectors.
         max_lag: largest lag drawn (lags are uniform in ``[1, max_lag]``), >= 1.
         hidden: hidden width of the decoder MLP.
+        min_std: floor of the per-feature std the targets are standardised by (:func:`standardize`).
     """
 
-    def __init__(self, d_model: int, d_target: int, max_lag: int, hidden: int) -> None:
+    def __init__(self, d_model: int, d_target: int, max_lag: int, hidden: int, min_std: float = 0.05) -> None:
         super().__init__()
+        self.min_std = min_std
         if max_lag < 1:
             raise ValueError(f"the recall lag must be >= 1, got {max_lag}")
         self.max_lag = max_lag
@@ -68,7 +82,7 @@ class PastInputRecall(nn.Module):
         span = resets.long().cumsum(0)  # [T, N]
         safe_source = source.clamp_min(0)  # [T, N]
         valid = (source >= 0) & (span.gather(0, safe_source) == span)  # [T, N]
-        target = F.layer_norm(observed.detach().float(), (d,))  # [T, N, d]
+        target = standardize(observed.detach().float(), self.min_std)  # [T, N, d]
         target = target.gather(0, safe_source.unsqueeze(-1).expand(T, N, d))  # [T, N, d]: input at t - k
         prediction = self.decoder(core_outputs + self.lag_embedding(lags - 1)).float()  # [T, N, d]
         error = (prediction - target).pow(2).mean(-1)  # [T, N]

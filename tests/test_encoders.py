@@ -236,3 +236,28 @@ def test_dict_without_numeric_keys_and_bad_inputs():
     enc = build_encoder(spaces.Box(0, 255, (7, 7, 3), np.uint8), hidden_size=H)
     with pytest.raises(ValueError, match=r"expected observations \[\.\.\., 7, 7, 3\]"):
         enc(torch.zeros(2, 7, 3, 7, dtype=torch.uint8))
+
+
+def test_flat_scaled_is_the_observation_as_the_encoder_first_sees_it():
+    """The recall target (agents/recall.py): boxes scaled by their bounds and flattened, indices
+    one-hot, Dict keys concatenated in sorted order; widths match ``flat_dim``."""
+    space = spaces.Dict({
+        "image": spaces.Box(0, 255, (2, 2, 3), np.uint8),
+        "goal": spaces.Discrete(3, start=1),
+        "grid": spaces.MultiDiscrete([2, 3]),
+        "gps": spaces.Box(-10.0, 10.0, (2,), np.float32),
+    })
+    enc = ObservationEncoder(space, hidden_size=8)
+    obs = {
+        "image": torch.full((4, 2, 2, 3), 255, dtype=torch.uint8),
+        "goal": torch.tensor([1, 2, 3, 3]),
+        "grid": torch.tensor([[1, 2]] * 4),
+        "gps": torch.tensor([[10.0, -10.0]] * 4),
+    }
+    flat = enc.flat_scaled(obs)
+    assert flat.shape == (4, enc.flat_dim) and enc.flat_dim == 3 + 2 + 5 + 12  # goal, gps, grid, image
+    goal, gps, grid, image = flat[:, :3], flat[:, 3:5], flat[:, 5:10], flat[:, 10:]
+    assert torch.equal(goal, torch.eye(3)[[0, 1, 2, 2]])
+    assert torch.allclose(gps, torch.tensor([[1.0, -1.0]] * 4))
+    assert torch.equal(grid, torch.tensor([[0.0, 1.0, 0.0, 0.0, 1.0]] * 4))
+    assert torch.allclose(image, torch.ones(4, 12))

@@ -4,10 +4,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from agents import ActorCritic
-from agents.recall import PastInputRecall
+from agents.recall import PastInputRecall, standardize
 from memo_rl.cli import main
 from memo_rl.config import ConfigError, build_config
 from memo_rl.memory import build_memory_core
@@ -17,14 +16,16 @@ from memo_rl.types import AgentInputs
 
 def _expected_loss(recall, observed, outputs, resets, lags):
     """The loss written out pair by pair."""
-    T, N, _ = observed.shape
+    T, N, d = observed.shape
+    flat = observed.reshape(T * N, d)
+    standardized = (observed - flat.mean(0)) / flat.std(0, correction=0).clamp_min(recall.min_std)
     errors = []
     for t in range(T):
         for n in range(N):
             k = int(lags[t, n])
             if t - k < 0 or resets[t - k + 1:t + 1, n].any():
                 continue
-            target = F.layer_norm(observed[t - k, n], (observed.shape[-1],))
+            target = standardized[t - k, n]
             prediction = recall.decoder(outputs[t, n] + recall.lag_embedding.weight[k - 1])
             errors.append((prediction - target).pow(2).mean())
     return torch.stack(errors).mean() if errors else torch.tensor(0.0)
@@ -41,6 +42,18 @@ def test_recall_loss_counts_only_pairs_inside_one_memory_span():
     lags = torch.randint(1, 4, (T, N))
     loss = recall(observed, outputs, resets, lags)
     assert torch.allclose(loss, _expected_loss(recall, observed, outputs, resets, lags), atol=1e-6)
+
+
+def test_targets_are_standardised_per_feature_so_rare_features_weigh_as_much():
+    x = torch.zeros(100, 2, 2)
+    x[:, :, 0] = torch.randn(100, 2) * 10  # a feature that always varies, widely
+    x[:50, 0, 1] = 1.0  # a feature that is on in a quarter of the positions
+    z = standardize(x, min_std=0.05)
+    flat = z.reshape(-1, 2)
+    assert torch.allclose(flat.mean(0), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(flat.std(0, correction=0), torch.ones(2), atol=1e-5)
+    constant = standardize(torch.full((5, 3), 7.0), min_std=0.05)
+    assert torch.equal(constant, torch.zeros(5, 3))  # no variation: nothing to recall
 
 
 def test_recall_loss_is_zero_without_a_valid_pair_and_gradient_reaches_only_valid_steps():
@@ -109,3 +122,8 @@ def test_recall_lets_the_gru_solve_cue_xor_probe(tmp_path, seed):
     assert main(["train", *args]) == 0
     _, returns = read_metric(tmp_path, "episode_return_mean")
     assert returns[-5:].mean() >= 0.9, returns[-5:]
+
+
+def test_recall_target_choice_is_checked():
+    with pytest.raises(ConfigError, match="agent.recall_target"):
+        build_config("dark_room_gru", ["agent.recall_max_lag=4", "agent.recall_target=actions"])
