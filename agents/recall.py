@@ -28,7 +28,6 @@ The raw observation does not depend on what the policy has learned so far. This 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memo_rl.ppo.losses import masked_mean
