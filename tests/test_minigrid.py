@@ -7,6 +7,7 @@ import pytest
 from memo_rl import registry
 from memo_rl.cli import main
 from memo_rl.config import build_config
+from memo_rl.plots import read_metric
 
 pytest.importorskip("minigrid")
 
@@ -279,3 +280,24 @@ def test_cue_in_view_at_start_through_the_config():
         assert set(cue_channels.argmax(-1).tolist()) <= {5, 6}  # a key or a ball in every env
     finally:
         env.close()
+
+
+def test_recall_trains_on_the_one_hot_view_and_the_cue_probe_reads_the_run(tmp_path):
+    """Past-input recall on a Dict observation (the one-hot view), then
+    experiments/minigrid_cue_probe.py on the run's checkpoint (docs/results.md, MiniGrid section)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run_dir = tmp_path / "run"
+    wrappers = "env.wrappers=[envs.minigrid:CueInViewAtStart,envs.minigrid:SymbolicOneHot,envs.minigrid:NavigationActions]"
+    assert main(["train", "minigrid_memory_s13random_gru", *SHORT, "env.vectorization=sync", wrappers,
+                 "agent.recall_max_lag=8", f"run.dir={run_dir}"]) == 0
+    _, recall = read_metric(run_dir, "recall_loss")
+    assert len(recall) > 0 and (recall > 0).all()
+    script = Path(__file__).resolve().parent.parent / "experiments" / "minigrid_cue_probe.py"
+    done = subprocess.run([sys.executable, str(script), str(run_dir), "--envs", "8", "--steps", "60",
+                           "--probe-steps", "0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "episodes, success" in lines[0] and lines[1].startswith("  step  0: ")
