@@ -67,8 +67,8 @@ class AgentConfig:
     cnn_channels: list[int] = field(default_factory=lambda: [32, 64])
     recall_max_lag: int = 0
     """Past-input recall (``agents.recall``): an auxiliary loss, weighted by ``ppo.recall_coef``, in
-    which a decoder reproduces the core's input from 1 to this many steps back out of the core's
-    output, giving the memory a direct signal to keep what was seen. 0 = off."""
+    which a decoder reproduces what was seen 1 to this many steps back (``recall_target``) from the
+    core's output, giving the memory a direct signal to keep it. 0 = off."""
     recall_target: str = "observation"
     """What the recall decoder reproduces: ``observation`` (scaled and flattened, indices one-hot)
     or ``features`` (the encoder's output)."""
