@@ -15,11 +15,10 @@ from torch import Tensor, nn
 
 from agents.encoders import build_encoder
 from agents.recall import PastInputRecall
+from memo_rl.config import RECALL_TARGETS
 from memo_rl.memory import MemoryCore
 from memo_rl.memory.base import resets_as_bool
 from memo_rl.types import AgentInputs, AgentOutput
-
-RECALL_TARGETS = ("observation", "features")
 
 
 def _layer_init(layer: nn.Linear, gain: float) -> nn.Linear:

@@ -99,6 +99,11 @@ class NavigationActions(gym.ActionWrapper):
         return int(action)
 
 
+def memory_cue_cell(base: gym.Env) -> tuple[int, int]:
+    """``(x, y)`` of the cue (the start-room object) in an unwrapped MiniGrid Memory env."""
+    return 1, base.height // 2 - 1
+
+
 class CueInViewAtStart(gym.Wrapper):
     """Diagnostic: MiniGrid's Memory task with the agent always starting in the start room's first
     column, facing east, so the cue (one cell north of it) is in view at the first step whatever
@@ -117,6 +122,7 @@ class CueInViewAtStart(gym.Wrapper):
     def reset(self, **kwargs):
         _, info = self.env.reset(**kwargs)
         base = self.env.unwrapped
-        base.agent_pos = (1, base.height // 2)  # the cue sits at (1, height // 2 - 1)
+        x, y = memory_cue_cell(base)
+        base.agent_pos = (x, y + 1)  # just south of the cue
         base.agent_dir = 0
         return base.gen_obs(), info

@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from agents.encoders import obs_to_tensor
+from envs.minigrid import memory_cue_cell
 from memo_rl.checkpoint import list_checkpoints, load_checkpoint
 from memo_rl.config import config_from_dict
 from memo_rl.registry import make_agent, make_vector_env
@@ -31,7 +32,7 @@ def cue_is_key(env) -> np.ndarray:
     flags = []
     for single in env.envs:
         base = single.unwrapped
-        flags.append(base.grid.get(1, base.height // 2 - 1).type == "key")
+        flags.append(base.grid.get(*memory_cue_cell(base)).type == "key")
     return np.array(flags)
 
 
@@ -77,7 +78,8 @@ def main() -> None:
             ended = terminated | truncated
             successes += [rewards[i] > 0 for i in np.nonzero(ended)[0]]
             step_in_episode = np.where(ended, 0, step_in_episode + 1)
-            cue = np.where(ended, cue_is_key(env), cue)  # same-step autoreset: the new episode's cue
+            if ended.any():  # same-step autoreset: read the new episodes' cues
+                cue = np.where(ended, cue_is_key(env), cue)
             resets = torch.as_tensor(ended)
             inputs = next_inputs(obs_to_tensor(obs, env.single_observation_space, "cpu"), actions,
                                  torch.as_tensor(rewards, dtype=torch.float32), resets, resets)

@@ -324,7 +324,7 @@ GAE_CUTS = ("trial", "episode")
 VECTORIZATIONS = ("auto", "sync", "async")
 MEMO_READS = ("full", "hcam")
 AMP_MODES = ("auto", "bf16", "fp32")  # memo_rl.accel
-RECALL_TARGETS = ("observation", "features")  # agents.actor_critic
+RECALL_TARGETS = ("observation", "features")  # agent.recall_target (agents.recall)
 
 
 # ----------------------------------------------------------------------------- presets

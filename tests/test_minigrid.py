@@ -253,13 +253,15 @@ def test_cue_in_view_at_start_shows_the_cue_on_the_first_step():
     import gymnasium as gym
     from minigrid.core.constants import OBJECT_TO_IDX
 
-    from envs.minigrid import CueInViewAtStart, SymbolicOneHot
+    from envs.minigrid import CueInViewAtStart, SymbolicOneHot, memory_cue_cell
 
     env = CueInViewAtStart(gym.make("MiniGrid-MemoryS13Random-v0", agent_view_size=3))
     for seed in range(5):
         obs, _ = env.reset(seed=seed)
         base = env.unwrapped
-        cue = base.grid.get(1, base.height // 2 - 1)
+        assert memory_cue_cell(base) == (1, base.height // 2 - 1)  # where MiniGrid puts the start-room object
+        cue = base.grid.get(*memory_cue_cell(base))
+        assert cue.type in ("key", "ball")
         assert tuple(base.agent_pos) == (1, base.height // 2) and base.agent_dir == 0
         assert obs["image"][0, 2, 0] == OBJECT_TO_IDX[cue.type]  # left of the agent
     for wrong in (gym.make("MiniGrid-Empty-5x5-v0"), SymbolicOneHot(gym.make("MiniGrid-MemoryS7-v0", agent_view_size=3))):
