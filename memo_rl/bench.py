@@ -428,6 +428,7 @@ def _train_sb3(kind: str, opts: BenchOptions) -> tuple[float, dict[str, Any]]:
     """
     import gymnasium as gym
     import torch
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     import envs  # noqa: F401  (registers memo_rl/ ids)
@@ -466,6 +467,7 @@ def _train_sb3(kind: str, opts: BenchOptions) -> tuple[float, dict[str, Any]]:
             policy_kwargs = dict(net_arch=[opts.hidden, opts.hidden])
             model = PPO("MlpPolicy", venv, policy_kwargs=policy_kwargs, **common)
             rollouts = max(1, math.ceil(opts.train_steps / (n_envs * opts.rollout_length)))
+    model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default makes an empty /tmp/SB3-* folder
     rollout = n_envs * model.n_steps
     torch.set_num_threads(1)  # keep the pin whatever SB3 does at construction
     model.learn(rollout)  # warm-up: first calls, allocations
