@@ -48,6 +48,21 @@ def test_top_k_read_matches_brute_force(k):
         assert torch.equal(read(h, *read.prepare(memory), valid)[2], torch.zeros(5, D))
 
 
+@pytest.mark.parametrize("queries", [1, 2, 4])
+def test_many_chunks_read_through_the_union_of_the_queries_choices_matches_brute_force(queries):
+    """M far above k: one query reads its own k chunks; several read the union of their choices."""
+    torch.manual_seed(2)
+    read = HCAMRead(D, HEADS, top_k=2, chunk_size=C)
+    for p in read.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    h, memory = torch.randn(3, queries, D), torch.randn(3, 12, C, D)
+    valid = torch.ones(3, 12, dtype=torch.bool)
+    valid[1, 7:] = False
+    valid[2, 1:] = False  # one valid chunk: the second choice is invalid and weighs 0
+    expected = _brute(read, h, memory, valid, 2)
+    torch.testing.assert_close(read(h, *read.prepare(memory), valid), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_reading_all_chunks_equals_exhaustive_weighted_chunk_attention():
     torch.manual_seed(1)
     M = 5

@@ -81,7 +81,8 @@ class HCAMRead(nn.Module):
 
     def attend_within(self, h: Tensor, kv: Tensor) -> Tensor:
         """Attention of each query inside each of its chunks: ``h [N, Q, d]``, ``kv [N, Q, k, C, 2d]``
-        (the prepared chunks chosen per query) -> ``[N, Q, k, d]``."""
+        (the prepared chunks chosen per query) -> ``[N, Q, k, d]``. The brute-force form, one copy of
+        a chunk per query (tests); :meth:`forward` reads through :meth:`attend_within_all`."""
         N, Q, k, C, d2 = kv.shape
         d, H, dh = d2 // 2, self.n_heads, self.head_dim
         q = self.q(self.query_norm(h)).view(N, Q, H, dh)  # [N, Q, d] -> [N, Q, H, dh]
@@ -107,22 +108,33 @@ class HCAMRead(nn.Module):
 
     def forward(self, h: Tensor, kv: Tensor, keys: Tensor, valid: Tensor) -> Tensor:
         """``h [N, Q, d]`` queries; prepared chunks ``kv [N, M, C, 2d]``, ``keys [N, M, d]``;
-        ``valid [N, M]`` -> update ``[N, Q, d]``. Queries with no valid chunk get a zero update."""
-        N, Q, d = h.shape
-        M, C = kv.shape[1], kv.shape[2]
+        ``valid [N, M]`` -> update ``[N, Q, d]``. Queries with no valid chunk get a zero update.
+
+        Each env's queries read together the chunks any of them selected (the union of their
+        top-k, U <= min(M, Q k) chunks): one copy of each such chunk, not one per query, and the
+        others are never touched. A query's unselected chunks in that union get weight 0. One query
+        (a rollout step) reads its k chunks; a training span of Q steps whose queries agree on
+        their chunks reads about k, whatever M is (finding U costs one host sync on a GPU).
+        """
+        N, Q, M = h.shape[0], h.shape[1], kv.shape[1]
         if M == 0:
             return torch.zeros_like(h)
         scores = self.chunk_scores(h, keys, valid)
         k = min(self.top_k, M)
         top_scores, top_index = scores.topk(k, dim=-1)  # [N, Q, k]; invalid chunks score -inf
         weights = torch.nan_to_num(top_scores.softmax(dim=-1), nan=0.0)  # no valid chunk at all -> 0
-        if M <= 2 * k:  # few chunks (training sequences): read all, weight the k chosen (others get 0)
+        if Q == 1 and k < M:  # one query (a rollout step): its own k chunks, weights [N, 1, k] as they are
+            columns = top_index.view(N, k)  # [N, 1, k] -> [N, k]
+        else:
             dense = weights.new_zeros(N, Q, M).scatter(2, top_index, weights)  # [N, Q, k] -> [N, Q, M]
-            read = self.attend_within_all(h, kv)  # [N, Q, M, d]
-            return self.out((dense.unsqueeze(-1) * read).sum(dim=2))  # [N, Q, d]
+            chosen = torch.zeros(N, M, dtype=torch.bool, device=h.device).scatter(1, top_index.view(N, Q * k), True)
+            width = int(chosen.sum(dim=1).max())  # U: most chunks an env's queries selected together
+            if width == M:
+                return self.out((dense.unsqueeze(-1) * self.attend_within_all(h, kv)).sum(dim=2))  # [N, Q, d]
+            columns = torch.argsort((~chosen).to(torch.int8), dim=1, stable=True)[:, :width]  # [N, U]: chosen first
+            weights = dense.gather(2, columns.unsqueeze(1).expand(N, Q, width))  # [N, Q, M] -> [N, Q, U]
         env = torch.arange(N, device=h.device).unsqueeze(1)  # [N, 1]
-        selected = kv[env, top_index.view(N, Q * k)].view(N, Q, k, C, 2 * d)  # whole chunks copied: the k per query
-        read = self.attend_within(h, selected)  # [N, Q, k, d]
+        read = self.attend_within_all(h, kv[env, columns])  # [N, U, C, 2d] chunks -> [N, Q, U, d]
         return self.out((weights.unsqueeze(-1) * read).sum(dim=2))  # [N, Q, d]
 
 
