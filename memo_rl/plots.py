@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,34 +33,60 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (cumsum[end] - cumsum[start]) / (end - start)
 
 
+def strip_common_prefix(labels: list[str], separators: str = "-_=,/.") -> tuple[str, list[str]]:
+    """``(prefix, rest)``: the longest prefix every label shares, cut back to just after a
+    separator, and each label without it. Nothing is stripped from fewer than 2 labels or where
+    a label would become empty: ``["preset-dkd_none", "preset-dkd_gru"]`` -> ``("preset-dkd_", ["none", "gru"])``."""
+    if len(labels) < 2:
+        return "", list(labels)
+    prefix = os.path.commonprefix(labels)
+    cut = max((prefix.rfind(c) for c in separators), default=-1) + 1
+    prefix = prefix[:cut]
+    if not prefix or any(len(label) == len(prefix) for label in labels):
+        return "", list(labels)
+    return prefix, [label[len(prefix):] for label in labels]
+
+
 def plot_learning_curves(
     runs: dict[str, list[Path]], columns: list[str], output: Path, smooth_window: int = 10, title: str | None = None
 ) -> Path:
     """One panel per column; per label, the mean over its runs (seeds) with a min-max band.
 
-    ``runs`` maps a label (e.g. a memory core) to its run directories.
+    ``runs`` maps a label (e.g. a memory core) to its run directories. A prefix all labels share
+    (a sweep's ``preset-dark_key_to_door_``) moves into the title; with more than 4 labels the
+    legend sits beside the panels, where it hides no curve.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 3.8), squeeze=False)
+    prefix, labels = strip_common_prefix(list(runs))
+    outside = len(labels) > 4
+    colors = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20").colors
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns) + 2.2 * outside, 3.8), squeeze=False)
     for ax, column in zip(axes[0], columns):
-        for label, dirs in runs.items():
+        for i, (label, dirs) in enumerate(zip(labels, runs.values())):
             curves = [read_metric(d, column) for d in dirs]
             length = min(len(s) for s, _ in curves)
             if length == 0:
                 continue
             steps = curves[0][0][:length]
             stack = np.stack([smooth(v[:length], smooth_window) for _, v in curves])  # [seeds, rows]
-            line = ax.plot(steps, stack.mean(0), label=f"{label} (n={len(dirs)})")[0]
+            color = colors[i % len(colors)]
+            ax.plot(steps, stack.mean(0), color=color, label=f"{label} (n={len(dirs)})")
             if len(dirs) > 1:
-                ax.fill_between(steps, stack.min(0), stack.max(0), color=line.get_color(), alpha=0.2)
+                ax.fill_between(steps, stack.min(0), stack.max(0), color=color, alpha=0.2)
         ax.set_xlabel("env steps")
         ax.set_ylabel(column)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    handles, names = axes[0][-1].get_legend_handles_labels()
+    if outside:
+        axes[0][-1].legend(handles, names, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    else:
+        axes[0][0].legend(handles, names, fontsize=8)
+    if prefix:
+        title = f"{title} ({prefix}*)" if title else f"{prefix}*"
     return _save(fig, output, title)
 
 

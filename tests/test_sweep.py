@@ -179,3 +179,19 @@ def test_every_shipped_sweep_file_expands_to_valid_cells(path):
     cells = expand(sweep)
     assert len(cells) == len(sweep.seeds) * math.prod(len(values) for values in sweep.grid.values())
     assert len({c.name for c in cells}) == len(cells)
+
+
+@pytest.mark.parametrize(
+    "labels, prefix, rest",
+    [
+        (["preset-dark_key_to_door_none", "preset-dark_key_to_door_gru"], "preset-dark_key_to_door_", ["none", "gru"]),
+        (["memory.core=gru", "memory.core=gru_big"], "memory.core=", ["gru", "gru_big"]),  # cut at a separator
+        (["gru", "gru_big"], "", ["gru", "gru_big"]),  # a label would become empty
+        (["memo", "none"], "", ["memo", "none"]),  # no separator in the shared "" prefix
+        (["only_one"], "", ["only_one"]),
+    ],
+)
+def test_curve_labels_lose_the_prefix_every_method_shares(labels, prefix, rest):
+    from memo_rl.plots import strip_common_prefix
+
+    assert strip_common_prefix(labels) == (prefix, rest)
