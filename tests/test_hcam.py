@@ -176,3 +176,28 @@ def test_chunks_are_appended_in_place_without_changing_earlier_states():
 def test_bad_options_are_rejected(options, message):
     with pytest.raises(ValueError, match=message):
         build_memory_core("hcam", D, n_heads=HEADS, **options)
+
+
+def test_chunk_selection_script_reads_a_trained_run(tmp_path):
+    """experiments/hcam_chunk_selection.py on a tiny hcam run (docs/results.md, sweeps section)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import TINY
+
+    from memo_rl.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(["train", *TINY, "memory.core=hcam", "memory.n_layers=2", "memory.n_heads=2", "memory.chunk_size=5",
+                 "memory.top_k=2", f"run.dir={run_dir}"]) == 0
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(repo / "experiments" / "hcam_chunk_selection.py"), str(run_dir),
+                           "--envs", "8", "--steps", "200"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "8 envs x 200 steps; chunks of 5, top-2" in lines[0]
+    assert [line.split(":")[0] for line in lines[1:]] == ["  layer 0", "  layer 1"]
+    assert all("(chance " in line and "(uniform 0.20)" in line for line in lines[1:])
