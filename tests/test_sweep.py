@@ -186,8 +186,9 @@ def test_every_shipped_sweep_file_expands_to_valid_cells(path):
     [
         (["preset-dark_key_to_door_none", "preset-dark_key_to_door_gru"], "preset-dark_key_to_door_", ["none", "gru"]),
         (["memory.core=gru", "memory.core=gru_big"], "memory.core=", ["gru", "gru_big"]),  # cut at a separator
-        (["gru", "gru_big"], "", ["gru", "gru_big"]),  # a label would become empty
-        (["memo", "none"], "", ["memo", "none"]),  # no separator in the shared "" prefix
+        (["gru", "gru_big"], "", ["gru", "gru_big"]),  # no separator inside the shared "gru"
+        (["lr_", "lr_0.001"], "", ["lr_", "lr_0.001"]),  # a label would become empty
+        (["memo", "none"], "", ["memo", "none"]),  # nothing shared
         (["only_one"], "", ["only_one"]),
     ],
 )
