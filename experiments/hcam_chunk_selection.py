@@ -62,26 +62,27 @@ def main() -> None:
     state, resets = agent.initial_state(N, "cpu"), torch.ones(N, dtype=torch.bool)
     reward_step = np.full(N, -1)  # the trial step whose input first shows a reward this trial
     trial_step = np.zeros(N, dtype=int)  # of the step about to be taken
-    rows = []  # (layer, selected, weight, attention on the reward step, chance of selection, chunks)
+    rows = []  # per layer: [n, 5] (selected, weight, attention on the reward step, chance of selection, chunks)
     with torch.no_grad():
         for _ in range(steps):
             queries.clear()
             memory = state.memory
             out = agent.step(inputs, state, resets)
-            for layer, (read, h, scores) in enumerate(queries):
-                for n in np.nonzero((reward_step >= 0) & (reward_step // C < trial_step // C))[0]:
-                    held = int(torch.isfinite(scores[n, 0]).sum())
-                    chunk = int(reward_step[n] // C)  # column = chunk number: no window, no reset inside a trial
-                    top_scores, top_index = scores[n, 0].topk(min(k, held))
-                    weights = top_scores.softmax(-1)
-                    chosen = top_index == chunk
-                    kv = memory.kv[n, layer, chunk]  # [C, 2d]
-                    d = kv.shape[-1] // 2
-                    q = read.q(read.query_norm(h[n, 0])).view(read.n_heads, read.head_dim)  # [H, dh]
-                    keys = kv[:, :d].reshape(C, read.n_heads, read.head_dim)  # [C, H, dh]
-                    inside = (torch.einsum("he,che->hc", q, keys) * read.head_dim**-0.5).softmax(-1)  # [H, C]
-                    rows.append((layer, bool(chosen.any()), float(weights[chosen].sum()),
-                                 float(inside[:, reward_step[n] % C].mean()), min(k, held) / held, held))
+            envs = torch.as_tensor(np.nonzero((reward_step >= 0) & (reward_step // C < trial_step // C))[0])
+            if len(envs) and queries:
+                chunk = torch.as_tensor(reward_step[envs.numpy()] // C)  # [n]; column = chunk number (no window)
+                slot = torch.as_tensor(reward_step[envs.numpy()] % C)  # [n]: the reward step inside it
+                for layer, (read, h, scores) in enumerate(queries):
+                    scores = scores[envs, 0]  # [n, M]
+                    held = torch.isfinite(scores).sum(-1)  # [n]
+                    top_scores, top_index = scores.topk(min(k, scores.shape[-1]), dim=-1)  # [n, k]; invalid: -inf
+                    chosen = top_index == chunk.unsqueeze(1)  # [n, k]
+                    weight = (torch.nan_to_num(top_scores.softmax(-1), nan=0.0) * chosen).sum(-1)  # [n]
+                    kv = memory.kv[envs, layer, chunk].unsqueeze(1)  # [n, 1, C, 2d]: the reward chunk
+                    inside = read.within_chunk_weights(h[envs], kv)[:, 0, 0]  # [n, H, C]
+                    on_step = inside.gather(-1, slot.view(-1, 1, 1).expand(-1, inside.shape[1], 1)).mean((1, 2))  # [n]
+                    rows.append((layer, torch.stack([chosen.any(-1).float(), weight, on_step,
+                                                     held.clamp(max=k) / held, held.float()], dim=1)))
             actions = torch.distributions.Categorical(logits=out.logits).sample()  # [N]
             obs, rewards, terminated, truncated, info = env.step(actions.numpy())
             reward_step = np.where((rewards > 0) & (reward_step < 0), trial_step + 1, reward_step)
@@ -97,13 +98,12 @@ def main() -> None:
     HCAMRead.chunk_scores = score
     if not rows:
         raise SystemExit("no step came after a stored chunk with a reward: play more steps (--steps)")
-    r = np.array(rows, dtype=float)  # [rows, 6]
     print(f"{checkpoint}: {N} envs x {steps} steps; chunks of {C}, top-{k}")
     for layer in range(agent.core.n_layers):
-        x = r[r[:, 0] == layer]
-        print(f"  layer {layer}: reward chunk selected {x[:, 1].mean():.2f} (chance {x[:, 4].mean():.2f}), "
-              f"its weight {x[:, 2].mean():.2f} (uniform {np.mean(1 / x[:, 5]):.2f}), "
-              f"attention inside it on the reward step {x[:, 3].mean():.2f} (uniform {1 / C:.2f})")
+        x = torch.cat([r for at, r in rows if at == layer]).numpy()  # [rows, 5]
+        print(f"  layer {layer}: reward chunk selected {x[:, 0].mean():.2f} (chance {x[:, 3].mean():.2f}), "
+              f"its weight {x[:, 1].mean():.2f} (uniform {np.mean(1 / x[:, 4]):.2f}), "
+              f"attention inside it on the reward step {x[:, 2].mean():.2f} (uniform {1 / C:.2f})")
 
 
 if __name__ == "__main__":

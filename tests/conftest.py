@@ -1,4 +1,7 @@
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +41,13 @@ def read_metrics(run_dir: Path, drop_timing: bool = True) -> list[dict]:
     if drop_timing:
         rows = [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
     return rows
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_experiment(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``experiments/<script>`` as a user would, importing this checkout's packages (not an
+    installed copy); stdout and stderr captured as text."""
+    return subprocess.run([sys.executable, str(REPO / "experiments" / script), *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -180,22 +180,14 @@ def test_bad_options_are_rejected(options, message):
 
 def test_chunk_selection_script_reads_a_trained_run(tmp_path):
     """experiments/hcam_chunk_selection.py on a tiny hcam run (docs/results.md, sweeps section)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from conftest import TINY
+    from conftest import TINY, run_experiment
 
     from memo_rl.cli import main
 
     run_dir = tmp_path / "run"
     assert main(["train", *TINY, "memory.core=hcam", "memory.n_layers=2", "memory.n_heads=2", "memory.chunk_size=5",
                  "memory.top_k=2", f"run.dir={run_dir}"]) == 0
-    repo = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, str(repo / "experiments" / "hcam_chunk_selection.py"), str(run_dir),
-                           "--envs", "8", "--steps", "200"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(repo)})
+    done = run_experiment("hcam_chunk_selection.py", str(run_dir), "--envs", "8", "--steps", "200")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "8 envs x 200 steps; chunks of 5, top-2" in lines[0]

@@ -287,10 +287,7 @@ def test_cue_in_view_at_start_through_the_config():
 def test_recall_trains_on_the_one_hot_view_and_the_cue_probe_reads_the_run(tmp_path):
     """Past-input recall on a Dict observation (the one-hot view), then
     experiments/minigrid_cue_probe.py on the run's checkpoint (docs/results.md, MiniGrid section)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from conftest import run_experiment
 
     run_dir = tmp_path / "run"
     wrappers = "env.wrappers=[envs.minigrid:CueInViewAtStart,envs.minigrid:SymbolicOneHot,envs.minigrid:NavigationActions]"
@@ -298,11 +295,7 @@ def test_recall_trains_on_the_one_hot_view_and_the_cue_probe_reads_the_run(tmp_p
                  "agent.recall_max_lag=8", f"run.dir={run_dir}"]) == 0
     _, recall = read_metric(run_dir, "recall_loss")
     assert len(recall) > 0 and (recall > 0).all()
-    repo = Path(__file__).resolve().parent.parent
-    script = repo / "experiments" / "minigrid_cue_probe.py"
-    env = {**os.environ, "PYTHONPATH": str(repo)}  # the script imports this checkout's envs/, whatever is installed
-    done = subprocess.run([sys.executable, str(script), str(run_dir), "--envs", "8", "--steps", "60",
-                           "--probe-steps", "0"], capture_output=True, text=True, timeout=120, env=env)
+    done = run_experiment("minigrid_cue_probe.py", str(run_dir), "--envs", "8", "--steps", "60", "--probe-steps", "0")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "episodes, success" in lines[0] and lines[1].startswith("  step  0: ")

@@ -93,17 +93,22 @@ class HCAMRead(nn.Module):
         read = torch.einsum("nqkhc,nqkche->nqkhe", logits.softmax(dim=-1), values)  # [N, Q, k, H, dh]
         return read.reshape(N, Q, k, d)  # [N, Q, k, H, dh] -> [N, Q, k, d]
 
+    def within_chunk_weights(self, h: Tensor, kv: Tensor) -> Tensor:
+        """Each head's attention of every query over the steps of every chunk: ``h [N, Q, d]``,
+        ``kv [N, M, C, 2d]`` -> ``[N, Q, M, H, C]`` (softmax over C)."""
+        N, M, C, d2 = kv.shape
+        Q, H, dh = h.shape[1], self.n_heads, self.head_dim
+        q = self.q(self.query_norm(h)).view(N, Q, H, dh)  # [N, Q, d] -> [N, Q, H, dh]
+        keys = kv[..., : d2 // 2].reshape(N, M, C, H, dh)  # [N, M, C, d] -> [N, M, C, H, dh]
+        return (torch.einsum("nqhe,nmche->nqmhc", q, keys) * dh**-0.5).softmax(dim=-1)  # [N, Q, M, H, C]
+
     def attend_within_all(self, h: Tensor, kv: Tensor) -> Tensor:
         """:meth:`attend_within` for every query in every chunk, without copying chunks per query:
         ``h [N, Q, d]``, ``kv [N, M, C, 2d]`` -> ``[N, Q, M, d]``."""
         N, M, C, d2 = kv.shape
         Q, d, H, dh = h.shape[1], d2 // 2, self.n_heads, self.head_dim
-        q = self.q(self.query_norm(h)).view(N, Q, H, dh)  # [N, Q, d] -> [N, Q, H, dh]
-        keys, values = kv.split(d, dim=-1)  # 2 x [N, M, C, d]
-        keys = keys.reshape(N, M, C, H, dh)
-        values = values.reshape(N, M, C, H, dh)
-        logits = torch.einsum("nqhe,nmche->nqmhc", q, keys) * dh**-0.5  # [N, Q, M, H, C]
-        read = torch.einsum("nqmhc,nmche->nqmhe", logits.softmax(dim=-1), values)  # [N, Q, M, H, dh]
+        values = kv[..., d:].reshape(N, M, C, H, dh)  # [N, M, C, d] -> [N, M, C, H, dh]
+        read = torch.einsum("nqmhc,nmche->nqmhe", self.within_chunk_weights(h, kv), values)  # [N, Q, M, H, dh]
         return read.reshape(N, Q, M, d)  # [N, Q, M, H, dh] -> [N, Q, M, d]
 
     def forward(self, h: Tensor, kv: Tensor, keys: Tensor, valid: Tensor) -> Tensor:
