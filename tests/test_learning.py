@@ -30,11 +30,18 @@ def test_quickstart_trial_return_rises(tmp_path):
 # segments, so the answer can only travel through segment 0's summary tokens.
 SMALL_TRANSFORMER = ["memory.n_layers=1", "memory.n_heads=2"]
 SUMMARY_BOTTLENECK = [*SMALL_TRANSFORMER, "memory.segment_length=3", "memory.summary_length=2"]
+# Memo whose steps read segment 0's summary block through HCAM (the one block held at the question).
+SUMMARY_BLOCK_READ = [*SUMMARY_BOTTLENECK, "memory.read=hcam", "memory.top_k=1"]
+# HCAM with 2-step chunks: at the question (step 5) the cue sits in chunk 0 and chunk 1 holds only
+# zeros, beyond the local attention (current chunk). top_k=2 reads both, so the selection weights
+# learn which chunk matters; with top_k=1 the selection would get no gradient (softmax over one score).
+CHUNK_READ = [*SMALL_TRANSFORMER, "memory.chunk_size=2", "memory.top_k=2"]
 
 
 @pytest.mark.parametrize("core,low,high,extra,steps", [
     ("gru", 0.95, 1.0, [], 40000), ("lstm", 0.95, 1.0, [], 40000), ("none", 0.0, 0.65, [], 40000),
     ("memo", 0.95, 1.0, SUMMARY_BOTTLENECK, 24000), ("fct", 0.95, 1.0, SMALL_TRANSFORMER, 24000),
+    ("memo", 0.95, 1.0, SUMMARY_BLOCK_READ, 24000), ("hcam", 0.95, 1.0, CHUNK_READ, 24000),
 ])
 def test_memory_cores_recall_a_cue_and_none_cannot(tmp_path, core, low, high, extra, steps):
     """Cue recall (tests/cue_recall.py): the answer depends only on the first observation of the

@@ -44,7 +44,9 @@ class HCAMRead(nn.Module):
     Args:
         d_model: width of queries and memory contents.
         n_heads: heads of the attention inside a chunk.
-        top_k: chunks read per query (fewer when fewer are stored).
+        top_k: chunks read per query (fewer when fewer are stored). With ``top_k=1`` the chunk
+            scores get no gradient (the softmax over one score is 1), so the selection cannot
+            learn; it learns through the weights of the k >= 2 chunks read.
         chunk_size: steps per chunk (the position-in-chunk encoding's length).
     """
 
