@@ -99,6 +99,9 @@ class MemoryConfig:
     """hcam: steps per memory chunk."""
     top_k: int | None = None
     """hcam: memory chunks each query reads; memo with read=hcam: summary blocks each query reads."""
+    chunk_grad: bool | None = None
+    """hcam: chunks stored during a training forward keep their gradient (default false: detached,
+    as in the HCAM reference)."""
     chrono_timescale: int | None = None
     """gru/lstm: chrono initialisation of the gate biases, so units start keeping their state for
     2..T steps (uniform) instead of about 2; e.g. the trial length. None: PyTorch's init."""

@@ -130,6 +130,18 @@ def test_causal_and_no_gradient_reaches_stored_chunks():
     assert (y2[9] - y1[9]).abs().max() > 1e-4
 
 
+def test_chunk_grad_lets_later_reads_train_what_earlier_steps_stored():
+    core = make_core(chunk_grad=True).train()
+    x = torch.randn(12, 2, D, requires_grad=True)
+    y, _ = core.forward_sequence(x, core.initial_state(2), None)
+    (grad,) = torch.autograd.grad(y[9].sum(), x)
+    assert grad[:8].abs().max() > 0 and grad[10:].abs().max() == 0  # reaches the stored chunks, still causal
+    with torch.no_grad():  # the same function as the detached core: only the gradient differs
+        detached = make_core().train()
+        detached.load_state_dict(core.state_dict())
+        torch.testing.assert_close(detached.forward_sequence(x, detached.initial_state(2), None)[0], y)
+
+
 def test_resets_isolate_trials():
     core = make_core()
     x = torch.randn(10, 2, D)

@@ -12,7 +12,9 @@ one dot product per chunk key plus attention inside k chunks, whatever the numbe
 current chunk of steps only, and after each block read long-term memory through that layer's HCAM
 module (a residual update). A chunk completes every ``chunk_size`` steps: each layer's inputs for
 those steps become that layer's new memory chunk. ``window=W`` keeps the newest W chunks
-(streaming). Resets clear everything of the env.
+(streaming). Resets clear everything of the env. ``chunk_grad=True`` departs from the reference:
+a chunk completed inside a training forward keeps its gradient, so later reads train what earlier
+steps write (chunks from before the forward, e.g. the rollout-start snapshot, have none).
 
 Shapes: N envs, Q queries, M chunks, C chunk size, L layers, H heads, dh head width, d width.
 """
@@ -280,7 +282,7 @@ class HCAMState(NamedTuple):
     """Memory of N envs: current-chunk KV and layer inputs, completed chunks, counters."""
 
     local: KVSlots  # the current chunk's steps (local attention); pos = step index in the trial
-    buffer: Tensor  # [N, L, C, d] each layer's inputs for the current chunk's steps (detached)
+    buffer: Tensor  # [N, L, C, d] each layer's inputs for the current chunk's steps (detached unless chunk_grad)
     fill: Tensor  # [N] long: steps in the current chunk
     memory: ChunkMemory  # completed chunks
     n_chunks: Tensor  # [N] long: chunks completed since the trial began
@@ -296,13 +298,15 @@ class HCAMCore(MemoryCore):
         n_layers, n_heads: transformer depth and heads.
         window: keep only the newest W chunks (None: all chunks of the trial).
         mlp_ratio: gated-MLP hidden width as a multiple of ``d_model``.
+        chunk_grad: keep the gradient of chunks stored during a forward (default False: stored
+            contents are detached, as in the reference).
     """
 
     may_skip_parameters = True  # the chunk read takes part only once a chunk is complete
 
     def __init__(
         self, d_model: int, chunk_size: int = 32, top_k: int = 4, n_layers: int = 3, n_heads: int = 4,
-        window: int | None = None, mlp_ratio: float = 4.0,
+        window: int | None = None, mlp_ratio: float = 4.0, chunk_grad: bool = False,
     ) -> None:
         super().__init__(d_model)
         if int(chunk_size) < 1:
@@ -311,6 +315,7 @@ class HCAMCore(MemoryCore):
             raise ValueError(f"window must be >= 1 chunk or None, got {window!r}")
         self.chunk_size, self.top_k = int(chunk_size), int(top_k)
         self.window = None if window is None else int(window)
+        self.chunk_grad = bool(chunk_grad)
         self.stack = TransformerStack(self.d_model, int(n_layers), int(n_heads), mlp_ratio)
         self.reads = nn.ModuleList(HCAMRead(self.d_model, int(n_heads), top_k, self.chunk_size) for _ in range(int(n_layers)))
         init_transformer_weights(self, int(n_layers))
@@ -401,8 +406,8 @@ class HCAMCore(MemoryCore):
         N, Q, d = x.shape
         offsets = torch.arange(Q, device=x.device)
         positions = (state.n_chunks * self.chunk_size + state.fill).unsqueeze(1) + offsets  # [N, Q]
-        layer_inputs: list[Tensor] = []  # memory contents get no gradient (HCAM): collected detached
-        hook = read_hook(self.reads, state.memory, layer_inputs, detach=True)
+        layer_inputs: list[Tensor] = []  # memory contents get no gradient (HCAM) unless chunk_grad
+        hook = read_hook(self.reads, state.memory, layer_inputs, detach=not self.chunk_grad)
         y, k, v = self.stack.run(x, positions, state.local, layer_hook=hook)
         local = append_slots(state.local, k, v, torch.ones_like(positions, dtype=torch.bool), positions)
         new = torch.stack(layer_inputs, dim=1)  # L x [N, Q, d] -> [N, L, Q, d]
@@ -422,7 +427,7 @@ class HCAMCore(MemoryCore):
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, chunk_size={self.chunk_size}, top_k={self.top_k}, "
-                f"n_layers={self.n_layers}, n_heads={self.stack.n_heads}, window={self.window}")
+                f"n_layers={self.n_layers}, n_heads={self.stack.n_heads}, window={self.window}, chunk_grad={self.chunk_grad}")
 
 
 register_core("hcam", HCAMCore)
