@@ -32,8 +32,8 @@ SMALL_TRANSFORMER = ["memory.n_layers=1", "memory.n_heads=2"]
 SUMMARY_BOTTLENECK = [*SMALL_TRANSFORMER, "memory.segment_length=3", "memory.summary_length=2"]
 # Memo whose steps read segment 0's summary block through HCAM (the one block held at the question).
 SUMMARY_BLOCK_READ = [*SUMMARY_BOTTLENECK, "memory.read=hcam", "memory.top_k=1"]
-# HCAM with 2-step chunks: at the question (step 5) the cue sits in chunk 0 and chunk 1 holds only
-# zeros, beyond the local attention (current chunk). top_k=2 reads both, so the selection weights
+# HCAM with 2-step chunks: at the question (step 5) the cue sits in chunk 0 and chunk 1 shows no
+# cue, both beyond the local attention (current chunk). top_k=2 reads both, so the selection weights
 # learn which chunk matters; with top_k=1 the selection would get no gradient (softmax over one score).
 CHUNK_READ = [*SMALL_TRANSFORMER, "memory.chunk_size=2", "memory.top_k=2"]
 
