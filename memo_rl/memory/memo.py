@@ -58,7 +58,6 @@ from .transformer import (
     KVSlots,
     TransformerStack,
     append_slots,
-    cat_slots,
     compact,
     held_tokens,
     init_transformer_weights,
@@ -269,7 +268,7 @@ class MemoCore(MemoryCore):
         if self.read == "hcam":  # attend to the own segment, read the top-k summary blocks
             y, k, v = self.stack.run(x, positions, state.segment, layer_hook=read_hook(self.reads, state.memory))
         else:
-            y, k, v = self.stack.run(x, positions, cat_slots(state.memory, state.segment))
+            y, k, v = self.stack.run(x, positions, (state.memory, state.segment))  # no copy of the summaries
         valid = torch.ones_like(positions, dtype=torch.bool)
         segment = append_slots(state.segment, k, v, valid, positions)
         return y, state._replace(segment=segment, seg_steps=state.seg_steps + C)
@@ -283,7 +282,7 @@ class MemoCore(MemoryCore):
         if self.read == "hcam":
             summary, _, _ = self.stack.run(queries, positions, segment, layer_hook=read_hook(self.reads, memory))
         else:
-            summary, _, _ = self.stack.run(queries, positions, cat_slots(memory, segment))
+            summary, _, _ = self.stack.run(queries, positions, (memory, segment))
         return summary
 
     def _write_summary(self, state: MemoState, done: Tensor) -> MemoState:

@@ -21,13 +21,20 @@ Shapes: N envs, C new tokens, P cached slots, L layers, H heads, dh head width, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+# Attention kernels ``DecoderBlock`` may use. cuDNN's is left out: it builds an execution plan for
+# every new shape, and our key widths change at every step (growing caches, random segment
+# lengths). On an H100 that cost 5-7 ms of host time per call and made Memo's PPO update
+# host-bound (experiments/profile_update.py); flash / memory-efficient kernels have no such cost.
+SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 class KVSlots(NamedTuple):
@@ -73,18 +80,20 @@ def random_slots(
 
 
 def append_slots(slots: KVSlots, k: Tensor, v: Tensor, valid: Tensor, pos: Tensor) -> KVSlots:
-    """Append C slots per env: ``k, v [N, L, H, C, dh]``, ``valid, pos [N, C]``."""
+    """Append C slots per env: ``k, v [N, L, H, C, dh]``, ``valid, pos [N, C]``.
+
+    The cache takes the dtype of the keys appended to it (bf16 under ``train.amp``), so attention
+    reads it without a cast and every later append copies half the bytes; the cache is converted
+    once, at the first append of the other dtype.
+    """
+    if slots.k.dtype != k.dtype:
+        slots = slots._replace(k=slots.k.to(k.dtype), v=slots.v.to(v.dtype))
     return KVSlots(
         torch.cat([slots.k, k], dim=3),
         torch.cat([slots.v, v], dim=3),
         torch.cat([slots.valid, valid], dim=1),
         torch.cat([slots.pos, pos], dim=1),
     )
-
-
-def cat_slots(a: KVSlots, b: KVSlots) -> KVSlots:
-    """Both caches side by side (slot order does not matter to attention)."""
-    return append_slots(a, b.k, b.v, b.valid, b.pos)
 
 
 def mask_slots(slots: KVSlots, keep: Tensor) -> KVSlots:
@@ -181,10 +190,11 @@ class DecoderBlock(nn.Module):
         self.mlp = GatedMLP(d_model, mlp_hidden)
 
     def forward(
-        self, h: Tensor, rope: RotaryEmbedding, positions: Tensor, past_k: Tensor, past_v: Tensor, mask: Tensor,
-        weights_out: list[Tensor] | None = None,
+        self, h: Tensor, rope: RotaryEmbedding, positions: Tensor, past_k: Sequence[Tensor],
+        past_v: Sequence[Tensor], mask: Tensor, weights_out: list[Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """``h [N, C, d]``, ``positions [N, C]``, ``past_k/v [N, H, P, dh]``, ``mask [N, 1, C, P + C]``.
+        """``h [N, C, d]``, ``positions [N, C]``, ``past_k/v``: parts ``[N, H, P_i, dh]`` of the
+        cache (keys are their concatenation, P = sum P_i), ``mask [N, 1, C, P + C]``.
 
         Returns the new ``h [N, C, d]`` and the chunk's rotated keys and values ``[N, H, C, dh]``.
         With ``weights_out`` the attention is computed explicitly (slower, for inspection) and its
@@ -194,10 +204,11 @@ class DecoderBlock(nn.Module):
         q, k, v = self.qkv(self.attn_norm(h)).split(d, dim=-1)  # 3 x [N, C, d]
         q, k, v = (t.view(N, C, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # [N, H, C, dh]
         q, k = rope(q, positions), rope(k, positions)
-        keys = torch.cat([past_k, k], dim=2)  # [N, H, P + C, dh]
-        values = torch.cat([past_v, v], dim=2)
+        keys = torch.cat([*past_k, k], dim=2)  # [N, H, P + C, dh]
+        values = torch.cat([*past_v, v], dim=2)
         if weights_out is None:
-            att = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # [N, H, C, dh]
+            with sdpa_kernel(SDPA_BACKENDS):
+                att = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # [N, H, C, dh]
         else:
             scores = (q @ keys.transpose(-1, -2)) * self.head_dim**-0.5  # [N, H, C, P + C]
             weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
@@ -247,7 +258,7 @@ class TransformerStack(nn.Module):
         return random_slots(batch_size, self.n_layers, self.n_heads, self.head_dim, positions, device, dtype)
 
     def run(
-        self, x: Tensor, positions: Tensor, past: KVSlots, window: int | None = None,
+        self, x: Tensor, positions: Tensor, past: KVSlots | Sequence[KVSlots], window: int | None = None,
         layer_hook: Callable[[int, Tensor, Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Process a chunk of C new tokens per env.
@@ -255,7 +266,8 @@ class TransformerStack(nn.Module):
         Args:
             x: ``[N, C, d]`` input tokens.
             positions: ``[N, C]`` their positions (greater than every valid cached position they may see).
-            past: cached slots the chunk attends to (``pos <= own position``, valid only).
+            past: cached slots the chunk attends to (``pos <= own position``, valid only), or
+                several caches side by side (each copied once per layer, into the keys).
             window: if set, a query at position p sees keys at positions > p - window only.
             layer_hook: called after each block as ``h = layer_hook(layer, h_in, h_out)`` with the
                 block's input and output ``[N, C, d]`` (e.g. to add a memory read, HCAM).
@@ -264,8 +276,9 @@ class TransformerStack(nn.Module):
             ``y [N, C, d]`` (after the final norm) and the chunk's keys and values
             ``[N, L, H, C, dh]`` for appending to a cache.
         """
-        key_pos = torch.cat([past.pos, positions], dim=1)  # [N, P + C]
-        key_valid = torch.cat([past.valid, torch.ones_like(positions, dtype=torch.bool)], dim=1)
+        parts = (past,) if isinstance(past, KVSlots) else tuple(past)
+        key_pos = torch.cat([*(p.pos for p in parts), positions], dim=1)  # [N, P + C]
+        key_valid = torch.cat([*(p.valid for p in parts), torch.ones_like(positions, dtype=torch.bool)], dim=1)
         rel = positions.unsqueeze(2) - key_pos.unsqueeze(1)  # [N, C, P + C]: query pos - key pos
         allowed = key_valid.unsqueeze(1) & (rel >= 0)
         if window is not None:
@@ -275,7 +288,8 @@ class TransformerStack(nn.Module):
         h, ks, vs = x, [], []
         for layer, block in enumerate(self.blocks):
             h_in = h
-            h, k, v = block(h, self.rope, positions, past.k[:, layer], past.v[:, layer], mask, weights)
+            past_k, past_v = [p.k[:, layer] for p in parts], [p.v[:, layer] for p in parts]
+            h, k, v = block(h, self.rope, positions, past_k, past_v, mask, weights)
             if layer_hook is not None:
                 h = layer_hook(layer, h_in, h)
             ks.append(k)
