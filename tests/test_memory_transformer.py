@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from memo_rl.memory import MemoCore, MemoryCore, build_memory_core, cat_states, index_state
-from memo_rl.memory.transformer import KVSlots, compact
+from memo_rl.memory.transformer import KVSlots, TransformerStack, append_slots, compact
 
 torch.set_num_threads(1)
 
@@ -245,6 +245,33 @@ def test_compact_left_packs_valid_slots_per_env():
     assert out.valid.tolist() == [[True, False], [True, True]]
     assert out.pos[0, 0] == 1 and out.pos[1].tolist() == [3, 5]
     assert out.k[0, 0, 0, 0, 0] == 1 and out.k[1, 0, 0, :, 0].tolist() == [3.0, 5.0]
+
+
+def test_stack_attends_to_caches_side_by_side_as_to_their_concatenation():
+    """Memo passes its summary cache and its open segment's as two parts; slot order is irrelevant."""
+    torch.manual_seed(0)
+    stack = TransformerStack(D, n_layers=2, n_heads=2)
+    a = stack.random_slots(3, torch.arange(0, 5), "cpu")
+    b = stack.random_slots(3, torch.arange(5, 9), "cpu")
+    b = b._replace(valid=b.valid & torch.tensor([True, False, True, True]))  # a cleared slot stays cleared
+    joined = append_slots(a, b.k, b.v, b.valid, b.pos)
+    x, positions = torch.randn(3, 2, D), torch.tensor([[9, 10]]).expand(3, 2)
+    y_parts, k_parts, _ = stack.run(x, positions, (a, b))
+    y_joined, k_joined, _ = stack.run(x, positions, joined)
+    torch.testing.assert_close(y_parts, y_joined, atol=1e-6, rtol=0)
+    torch.testing.assert_close(k_parts, k_joined, atol=0, rtol=0)
+    y_a, _, _ = stack.run(x, positions, a)  # and the second part is really attended to
+    assert (y_parts - y_a).abs().max() > 1e-3
+
+
+def test_cache_takes_the_dtype_of_the_keys_appended():
+    """Under bf16 autocast the keys are bf16: the fp32 cache converts once instead of every read."""
+    stack = TransformerStack(D, n_layers=1, n_heads=2)
+    cache = stack.random_slots(2, torch.arange(3), "cpu")  # fp32, like initial_state
+    k = torch.randn(2, 1, 2, 1, D // 2, dtype=torch.bfloat16)  # [N, L, H, C=1, dh]
+    grown = append_slots(cache, k, k.clone(), torch.ones(2, 1, dtype=torch.bool), torch.full((2, 1), 3))
+    assert grown.k.dtype == grown.v.dtype == torch.bfloat16 and grown.width == 4
+    torch.testing.assert_close(grown.k[:, :, :, :3], cache.k.to(torch.bfloat16), atol=0, rtol=0)
 
 
 @pytest.mark.parametrize(
