@@ -46,12 +46,20 @@ def _state_bytes(state) -> int:
     return sum(leaf.numel() * leaf.element_size() for leaf in tree_leaves(state) if isinstance(leaf, torch.Tensor))
 
 
-def _time_steps(core, num_envs: int, position: int, device, max_seconds: float) -> tuple[float, dict[str, Any]]:
-    """Env steps/s of ``core.step`` for ``num_envs`` envs starting at trial ``position``."""
+def _time_steps(
+    core, num_envs: int, position: int, device, max_seconds: float, cache_dtype=None,
+) -> tuple[float, dict[str, Any]]:
+    """Env steps/s of ``core.step`` for ``num_envs`` envs starting at trial ``position``.
+
+    ``cache_dtype`` (the autocast dtype, for transformer cores) stores the synthetic KV cache in
+    that dtype, as a rollout under autocast holds it (see ``append_slots``)."""
     import torch
+    from torch.utils._pytree import tree_map
 
     core = core.to(device).eval()
     state0 = core.synthetic_state(num_envs, position, device)
+    if cache_dtype is not None:
+        state0 = tree_map(lambda t: t.to(cache_dtype) if t.is_floating_point() else t, state0)
     x = torch.randn(num_envs, core.d_model, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     target_steps = getattr(core, "segment_length", None) or getattr(core, "chunk_size", 16)  # includes one memory write

@@ -9,9 +9,10 @@ rest of the rollout: policy steps, host/device copies, storage), and the update 
 Memo's memory rebuild), as seconds and shares, plus the mean GPU utilisation sampled during the
 timed updates (CUDA only).
 
-Inference rows: ``core.step`` env steps/s of Memo and GRU at trial position 16k (N envs, state of
-that position built by ``synthetic_state``; see :mod:`memo_rl.bench_memory`), under the same
-autocast as training. Targets (issue: scale out and speed up; on one H100): Memo PPO >= 100,000
+Inference rows: ``core.step`` env steps/s of GRU, Memo keeping every summary, and streaming Memo
+(the newest 16 summary blocks, ``memo-w16``) at trial position 16k (N envs, state of that position
+built by ``synthetic_state``, KV cache in the autocast dtype; see :mod:`memo_rl.bench_memory`),
+under the same autocast as training. Targets (issue: scale out and speed up; on one H100): Memo PPO >= 100,000
 env steps/s end to end, and Memo inference within 2x of GRU's at 16k. On CPU the rows carry no
 target.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from memo_rl.bench import BenchOptions, BenchRow, Reporter, _measure, register_group
-from memo_rl.bench_memory import _core, _time_steps
+from memo_rl.bench_memory import STREAMING_WINDOW, _core, _time_steps
 
 SCALE_CORES = ("gru", "fct", "memo")
 GPU_ENV_COUNTS = (256, 1024, 4096)
@@ -148,7 +149,7 @@ def time_training(core: str, num_envs: int, device, opts: BenchOptions) -> tuple
 def scale_group(opts: BenchOptions, report: Reporter) -> list[BenchRow]:
     import torch
 
-    from memo_rl.accel import autocast, autocast_dtype
+    from memo_rl.accel import autocast, autocast_dtype, is_transformer_core
 
     device = scale_device(opts)
     on_gpu = device.type == "cuda"
@@ -181,18 +182,20 @@ def scale_group(opts: BenchOptions, report: Reporter) -> list[BenchRow]:
     position = 2048 if opts.quick else INFERENCE_POSITION
     label = f"{position // 1024}k"
     inference: dict[str, BenchRow] = {}
-    for name in ("gru", "memo"):
-        core, options = _core(name)
+    for name in ("gru", "memo", f"memo-w{STREAMING_WINDOW}"):
+        core, options = _core(name.split("-")[0], **({"window": STREAMING_WINDOW} if "-w" in name else {}))
         dtype = autocast_dtype("auto", core, device)
 
         def measure(core=core, name=name, options=options, dtype=dtype) -> BenchRow:
             torch.manual_seed(opts.seed)
             with autocast(device, dtype):
-                value, settings = _time_steps(core, n, position, device, opts.memory_seconds)
+                cache_dtype = dtype if is_transformer_core(core) else None  # rollout's KV cache is bf16 under amp
+                value, settings = _time_steps(core, n, position, device, opts.memory_seconds, cache_dtype)
             return BenchRow("scale", f"infer {name} @{label}", f"core.step, {n} envs at trial step {position}",
                             value, unit="env steps/s", settings={**settings, "options": options, "amp": str(dtype)})
 
         inference[name] = _measure(report, f"infer {name} @{label}", f"{n} envs at trial step {position}", measure)
         rows.append(inference[name])
-    inference["memo"].compare(inference["gru"], INFERENCE_TARGET if on_gpu else None)
+    for name in ("memo", f"memo-w{STREAMING_WINDOW}"):
+        inference[name].compare(inference["gru"], INFERENCE_TARGET if on_gpu else None)
     return rows
