@@ -1,5 +1,5 @@
 #!/bin/bash
-# The checks and figures that need a CUDA GPU, in one go (about 15 min on one H100):
+# The checks and figures that need a CUDA GPU, in one go (the scale group alone took 83 s on one H100):
 # the gpu tests, the scale group (training at 256-4096 envs, Memo vs GRU inference at 16k), the
 # memory group on the GPU, and a 2-rank NCCL smoke job if there are two GPUs.
 #
