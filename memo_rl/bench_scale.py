@@ -12,9 +12,9 @@ timed updates (CUDA only).
 Inference rows: ``core.step`` env steps/s of GRU, Memo keeping every summary, and streaming Memo
 (the newest 16 summary blocks, ``memo-w16``) at trial position 16k (N envs, state of that position
 built by ``synthetic_state``, KV cache in the autocast dtype; see :mod:`memo_rl.bench_memory`),
-under the same autocast as training. Targets (issue: scale out and speed up; on one H100): Memo PPO >= 100,000
-env steps/s end to end, and Memo inference within 2x of GRU's at 16k. On CPU the rows carry no
-target.
+under the same autocast as training. Targets (issue: scale out and speed up; on one H100): Memo
+PPO >= 100,000 env steps/s end to end, and Memo inference within 2x of GRU's at 16k (both Memo
+rows are compared). On CPU the rows carry no target.
 """
 
 from __future__ import annotations
