@@ -1,7 +1,8 @@
 #!/bin/bash
-# The checks and figures that need a CUDA GPU, in one go (the scale group alone took 83 s on one H100):
-# the gpu tests, the scale group (training at 256-4096 envs, Memo vs GRU inference at 16k), the
-# memory group on the GPU, and a 2-rank NCCL smoke job if there are two GPUs.
+# The checks and figures that need a CUDA GPU, in one go (about 6 min on one H100; the scale group
+# took 83 s, the memory group 89 s): the gpu tests, the scale group (training at 256-4096 envs,
+# Memo vs GRU inference at 16k), the memory group on the GPU, a torch.profiler breakdown of one
+# Memo PPO iteration at 4096 envs, and a 2-rank NCCL smoke job if there are two GPUs.
 #
 #   bash experiments/gpu_checks.sh [OUTPUT_DIR]      # default bench_results/gpu-<date>
 set -euo pipefail
@@ -12,6 +13,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 "$python" -m pytest -m gpu -q 2>&1 | tee "$out/pytest-gpu.txt"
 "$python" -m memo_rl bench --gpu --output "$out/scale.json" 2>&1 | tee "$out/scale.txt"
 "$python" -m memo_rl bench --only memory --device cuda --output "$out/memory.json" 2>&1 | tee "$out/memory.txt"
+"$python" experiments/profile_update.py dark_key_to_door_memo --envs 4096 --device cuda --rows 15 > "$out/profile-memo.txt" 2>&1
 if [ "$(nvidia-smi --list-gpus | wc -l)" -ge 2 ]; then
     "$python" -m torch.distributed.run --standalone --nproc_per_node=2 -m memo_rl train dark_key_to_door_memo \
         env.num_envs=256 train.total_steps=2000000 run.dir="$out/ddp-memo" 2>&1 | tail -n 5 | tee "$out/ddp.txt"
