@@ -27,8 +27,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from memo_rl import bench_memory  # the module, not its names: importing bench_memory first works too
 from memo_rl.bench import BenchOptions, BenchRow, Reporter, _measure, register_group
-from memo_rl.bench_memory import STREAMING_WINDOW, _core, _time_steps
 
 SCALE_CORES = ("gru", "fct", "memo")
 GPU_ENV_COUNTS = (256, 1024, 4096)
@@ -182,20 +182,21 @@ def scale_group(opts: BenchOptions, report: Reporter) -> list[BenchRow]:
     position = 2048 if opts.quick else INFERENCE_POSITION
     label = f"{position // 1024}k"
     inference: dict[str, BenchRow] = {}
-    for name in ("gru", "memo", f"memo-w{STREAMING_WINDOW}"):
-        core, options = _core(name.split("-")[0], **({"window": STREAMING_WINDOW} if "-w" in name else {}))
+    window = bench_memory.STREAMING_WINDOW
+    for name in ("gru", "memo", f"memo-w{window}"):
+        core, options = bench_memory._core(name.split("-")[0], **({"window": window} if "-w" in name else {}))
         dtype = autocast_dtype("auto", core, device)
 
         def measure(core=core, name=name, options=options, dtype=dtype) -> BenchRow:
             torch.manual_seed(opts.seed)
             with autocast(device, dtype):
                 cache_dtype = dtype if is_transformer_core(core) else None  # rollout's KV cache is bf16 under amp
-                value, settings = _time_steps(core, n, position, device, opts.memory_seconds, cache_dtype)
+                value, settings = bench_memory._time_steps(core, n, position, device, opts.memory_seconds, cache_dtype)
             return BenchRow("scale", f"infer {name} @{label}", f"core.step, {n} envs at trial step {position}",
                             value, unit="env steps/s", settings={**settings, "options": options, "amp": str(dtype)})
 
         inference[name] = _measure(report, f"infer {name} @{label}", f"{n} envs at trial step {position}", measure)
         rows.append(inference[name])
-    for name in ("memo", f"memo-w{STREAMING_WINDOW}"):
+    for name in ("memo", f"memo-w{window}"):
         inference[name].compare(inference["gru"], INFERENCE_TARGET if on_gpu else None)
     return rows

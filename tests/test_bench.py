@@ -9,12 +9,24 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from memo_rl import bench
 from memo_rl.cli import main
+
+
+@pytest.mark.parametrize("module", ["memo_rl.bench_memory", "memo_rl.bench_scale"])
+def test_a_group_module_imports_first_in_a_fresh_interpreter(module):
+    """bench.py imports the group modules at its end and they import bench: no circular-import error
+    whichever is imported first (a script importing ``memo_rl.bench_memory`` hit one)."""
+    done = subprocess.run([sys.executable, "-c", f"import {module}; import memo_rl.bench as b; print(sorted(b.GROUPS))"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "'memory'" in done.stdout and "'scale'" in done.stdout
 
 
 def _run(tmp_path, capsys, only: str) -> tuple[dict, str]:
