@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from memo_rl.config import build_config
+from memo_rl.config import ConfigError, build_config
 from memo_rl.ppo.gae import compute_gae
 from memo_rl.ppo.update import ppo_update
 from memo_rl.train import Trainer
@@ -55,14 +55,17 @@ def main() -> None:
     parser.add_argument("--position", type=int, default=16_384,
                         help="also profile 64 core.step calls at this trial position (0: skip)")
     parser.add_argument("overrides", nargs="*", help="config overrides (key=value)")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # overrides may follow the options
     device = torch.device(args.device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with tempfile.TemporaryDirectory(prefix="memo-rl-profile-") as run_dir:
-        cfg = build_config(args.preset, [
-            f"env.num_envs={args.envs}", f"train.device={device}", "train.amp=auto", "train.threads=1",
-            f"run.dir={run_dir}", "run.progress=false", *args.overrides,
-        ])
+        try:
+            cfg = build_config(args.preset, [
+                f"env.num_envs={args.envs}", f"train.device={device}", "train.amp=auto", "train.threads=1",
+                f"run.dir={run_dir}", "run.progress=false", *args.overrides,
+            ])
+        except ConfigError as err:
+            parser.error(str(err))
         trainer = Trainer(cfg, Path(run_dir))
         for _ in range(2):  # warm-up: numba, kernels, caches of the first trials
             trainer.collect()

@@ -169,3 +169,23 @@ def test_gpu_rows_without_cuda_are_one_line(tmp_path, capsys):
     assert main(["bench", "--gpu", "--output", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--gpu needs a CUDA device" in err[0] and "--only scale" in err[0]
+
+
+def test_profile_script_prints_each_phase_and_its_operators(monkeypatch, capsys):
+    """experiments/profile_update.py (the tool behind docs/benchmarks.md's GPU profile), on CPU."""
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "profile_update.py"
+    argv = [str(script), "dark_key_to_door_gru", "--envs", "4", "--device", "cpu", "--position", "64",
+            "--rows", "3", "ppo.rollout_length=16"]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    for phase in ("rollout", "update (GAE + PPO epochs)", "memory rebuild", "core.step x64 at trial position 64"):
+        assert f"=== {phase}: " in out
+    assert "aten::" in out  # operator tables follow each phase
+    monkeypatch.setattr(sys, "argv", [*argv, "ppo.num_minibatches=3"])
+    with pytest.raises(SystemExit):  # a bad override is a one-line usage error
+        runpy.run_path(str(script), run_name="__main__")
+    assert "ppo.num_minibatches" in capsys.readouterr().err
