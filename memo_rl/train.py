@@ -363,33 +363,35 @@ class Trainer:
         self.agent.eval()
         N = cfg.env.num_envs
         no_resets = torch.zeros(N, dtype=torch.bool, device=self.device)
-        for t in range(cfg.ppo.rollout_length):
-            storage.insert_inputs(t, carry.inputs, carry.resets, carry.memory)
-            with self._autocast():
+        # One autocast region for the whole rollout: the weights do not change during it, so
+        # autocast casts each weight to bf16 once, not at every step (its cache lives as long as
+        # the region). Only the policy's CUDA ops are affected; env.step is numpy.
+        with self._autocast():
+            for t in range(cfg.ppo.rollout_length):
+                storage.insert_inputs(t, carry.inputs, carry.resets, carry.memory)
                 out = self.agent.step(carry.inputs, carry.memory, carry.resets)
-            actions, log_probs = categorical.sample(out.logits)
-            actions_np = actions.cpu().numpy()  # host synchronisation: the env needs the actions
-            env_start = time.perf_counter()
-            obs, rewards_np, terminated, truncated, info = env.step(actions_np)
-            self.env_seconds += time.perf_counter() - env_start
-            ended = terminated | truncated
-            trial_end = np.asarray(info["trial_end"], dtype=bool) if "trial_end" in info else ended
-            cut = trial_end if cfg.ppo.gae_cut == "trial" else ended
-            bootstrap = cut & truncated & ~terminated if cfg.ppo.bootstrap_truncation else np.zeros(N, bool)
-            rewards = self.h2d(rewards_np, "rewards", torch.float32)
-            truncation_values = torch.zeros(N, device=self.device)
-            if bootstrap.any():  # value of the final obs, memory carried on (Pardo et al. 2018)
-                final = self.to_tensor(registry.final_observations(info, obs, ended))
-                final_inputs = AgentInputs(final, actions, rewards, torch.zeros(N, device=self.device))
-                with self._autocast():
+                actions, log_probs = categorical.sample(out.logits)
+                actions_np = actions.cpu().numpy()  # host synchronisation: the env needs the actions
+                env_start = time.perf_counter()
+                obs, rewards_np, terminated, truncated, info = env.step(actions_np)
+                self.env_seconds += time.perf_counter() - env_start
+                ended = terminated | truncated
+                trial_end = np.asarray(info["trial_end"], dtype=bool) if "trial_end" in info else ended
+                cut = trial_end if cfg.ppo.gae_cut == "trial" else ended
+                bootstrap = cut & truncated & ~terminated if cfg.ppo.bootstrap_truncation else np.zeros(N, bool)
+                rewards = self.h2d(rewards_np, "rewards", torch.float32)
+                truncation_values = torch.zeros(N, device=self.device)
+                if bootstrap.any():  # value of the final obs, memory carried on (Pardo et al. 2018)
+                    final = self.to_tensor(registry.final_observations(info, obs, ended))
+                    final_inputs = AgentInputs(final, actions, rewards, torch.zeros(N, device=self.device))
                     final_values = self.agent.step(final_inputs, out.state, no_resets).values
-                truncation_values = final_values * self.h2d(bootstrap, "bootstrap", torch.float32)
-            storage.insert_outcome(t, actions, log_probs, out.values, rewards, self.h2d(cut, "cut"), truncation_values)
-            self.tracker.update(rewards_np.astype(np.float64), ended, trial_end, registry.episode_success(info, ended))
-            trial_end_t = self.h2d(trial_end, "trial_end")
-            carry.inputs = next_inputs(self.to_tensor(obs), actions, rewards, self.h2d(ended, "ended"), trial_end_t)
-            carry.resets, carry.memory = trial_end_t, out.state
-            self.global_step += N * self.dist.world_size
+                    truncation_values = final_values * self.h2d(bootstrap, "bootstrap", torch.float32)
+                storage.insert_outcome(t, actions, log_probs, out.values, rewards, self.h2d(cut, "cut"), truncation_values)
+                self.tracker.update(rewards_np.astype(np.float64), ended, trial_end, registry.episode_success(info, ended))
+                trial_end_t = self.h2d(trial_end, "trial_end")
+                carry.inputs = next_inputs(self.to_tensor(obs), actions, rewards, self.h2d(ended, "ended"), trial_end_t)
+                carry.resets, carry.memory = trial_end_t, out.state
+                self.global_step += N * self.dist.world_size
 
     @torch.no_grad()
     def bootstrap_values(self) -> torch.Tensor:
