@@ -39,6 +39,23 @@ def _core(name: str, **overrides: Any):
     return build_memory_core(cfg.memory.core, cfg.agent.d_model, **options), options
 
 
+# The cores the step rows time, by row name: (agent preset under configs/agent/, core options).
+STEP_CORES: dict[str, tuple[str, dict[str, Any]]] = {
+    "gru": ("gru", {}),
+    "fct": ("fct", {}),
+    "memo": ("memo", {}),
+    f"memo-w{STREAMING_WINDOW}": ("memo", {"window": STREAMING_WINDOW}),
+    "hcam": ("hcam", {}),
+    "memo-hcam": ("memo", {"read": "hcam", "top_k": 4}),
+}
+
+
+def step_core(name: str):
+    """The core of step row ``name`` (a key of :data:`STEP_CORES`) and its options."""
+    agent, overrides = STEP_CORES[name]
+    return _core(agent, **overrides)
+
+
 def _state_bytes(state) -> int:
     import torch
     from torch.utils._pytree import tree_leaves
@@ -117,25 +134,18 @@ def memory_group(opts: BenchOptions, report: Reporter) -> list[BenchRow]:
     device = torch.device("cuda" if opts.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if opts.device == "auto" else opts.device))
     N = opts.memory_envs
-    builders = {
-        "gru": lambda: _core("gru"),
-        "fct": lambda: _core("fct"),
-        "memo": lambda: _core("memo"),
-        f"memo-w{STREAMING_WINDOW}": lambda: _core("memo", window=STREAMING_WINDOW),
-        "hcam": lambda: _core("hcam"),
-        "memo-hcam": lambda: _core("memo", read="hcam", top_k=4),
-    }
+    step_names = list(STEP_CORES)
     train_names = ("none", "gru", "lstm", "trxl", "fct", "rmt", "memo", "hcam")
     if opts.memory_cores is not None:
-        known = sorted(set(builders) | set(train_names))
+        known = sorted(set(step_names) | set(train_names))
         unknown = [c for c in opts.memory_cores if c not in known]
         if unknown:
             from memo_rl.config import ConfigError
 
             raise ConfigError(f"unknown core '{unknown[0]}' in --memory-cores (choose from: {', '.join(known)})")
-        builders = {k: v for k, v in builders.items() if k in opts.memory_cores}
+        step_names = [n for n in step_names if n in opts.memory_cores]
         train_names = tuple(n for n in train_names if n in opts.memory_cores)
-    cores = {name: build() for name, build in builders.items()}
+    cores = {name: step_core(name) for name in step_names}
     rows: list[BenchRow] = []
     by_name: dict[str, BenchRow] = {}
     for position in opts.memory_positions:

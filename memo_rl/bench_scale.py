@@ -182,9 +182,9 @@ def scale_group(opts: BenchOptions, report: Reporter) -> list[BenchRow]:
     position = 2048 if opts.quick else INFERENCE_POSITION
     label = f"{position // 1024}k"
     inference: dict[str, BenchRow] = {}
-    window = bench_memory.STREAMING_WINDOW
-    for name in ("gru", "memo", f"memo-w{window}"):
-        core, options = bench_memory._core(name.split("-")[0], **({"window": window} if "-w" in name else {}))
+    streaming = f"memo-w{bench_memory.STREAMING_WINDOW}"
+    for name in ("gru", "memo", streaming):
+        core, options = bench_memory.step_core(name)
         dtype = autocast_dtype("auto", core, device)
 
         def measure(core=core, name=name, options=options, dtype=dtype) -> BenchRow:
@@ -197,6 +197,6 @@ def scale_group(opts: BenchOptions, report: Reporter) -> list[BenchRow]:
 
         inference[name] = _measure(report, f"infer {name} @{label}", f"{n} envs at trial step {position}", measure)
         rows.append(inference[name])
-    for name in ("memo", f"memo-w{window}"):
+    for name in ("memo", streaming):
         inference[name].compare(inference["gru"], INFERENCE_TARGET if on_gpu else None)
     return rows
