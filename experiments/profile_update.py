@@ -20,8 +20,6 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from memo_rl.config import ConfigError, build_config
-from memo_rl.ppo.gae import compute_gae
-from memo_rl.ppo.update import ppo_update
 from memo_rl.train import Trainer
 
 
@@ -69,19 +67,13 @@ def main() -> None:
         trainer = Trainer(cfg, Path(run_dir))
         for _ in range(2):  # warm-up: numba, kernels, caches of the first trials
             trainer.collect()
-            adv, ret = compute_gae(trainer.storage.rewards, trainer.storage.values, trainer.storage.dones,
-                                   trainer.bootstrap_values(), trainer.storage.truncation_values,
-                                   cfg.ppo.gamma, cfg.ppo.gae_lambda)
-            ppo_update(trainer.update_model, trainer.optimizer, trainer.storage, adv, ret, cfg.ppo, trainer.amp_dtype)
+            trainer.update_policy()
             trainer.refresh_memory()
         print(f"{args.preset}: {args.envs} envs on {device}, amp {trainer.amp_dtype}, batch {cfg.batch_size:,} steps")
         with phase("rollout", device, args.rows, activities):
             trainer.collect()
         with phase("update (GAE + PPO epochs)", device, args.rows, activities):
-            adv, ret = compute_gae(trainer.storage.rewards, trainer.storage.values, trainer.storage.dones,
-                                   trainer.bootstrap_values(), trainer.storage.truncation_values,
-                                   cfg.ppo.gamma, cfg.ppo.gae_lambda)
-            ppo_update(trainer.update_model, trainer.optimizer, trainer.storage, adv, ret, cfg.ppo, trainer.amp_dtype)
+            trainer.update_policy()
         with phase("memory rebuild", device, args.rows, activities):
             trainer.refresh_memory()
         if args.position > 0:

@@ -58,7 +58,15 @@ from memo_rl.distributed import (
     update_model,
 )
 from memo_rl.logging import RunLogger, flatten_dict
-from memo_rl.ppo import RolloutStorage, TrialHistory, categorical, compute_gae, learning_rate, ppo_update
+from memo_rl.ppo import (
+    RolloutStorage,
+    TrialHistory,
+    UpdateStats,
+    categorical,
+    compute_gae,
+    learning_rate,
+    ppo_update,
+)
 from memo_rl.probe import attention_image, has_attention, probe_trial
 from memo_rl.provenance import code_version
 from memo_rl.types import AgentInputs, first_inputs, next_inputs
@@ -400,6 +408,14 @@ class Trainer:
         with self._autocast():
             return self.agent.step(carry.inputs, carry.memory, carry.resets).values
 
+    def update_policy(self) -> UpdateStats:
+        """GAE over the collected rollout, then the PPO epochs (the memory is not yet rebuilt)."""
+        st, ppo = self.storage, self.cfg.ppo
+        advantages, returns = compute_gae(
+            st.rewards, st.values, st.dones, self.bootstrap_values(), st.truncation_values, ppo.gamma, ppo.gae_lambda,
+        )
+        return ppo_update(self.update_model, self.optimizer, st, advantages, returns, ppo, self.amp_dtype)
+
     def _autocast(self):
         return autocast(self.device, self.amp_dtype)
 
@@ -438,13 +454,7 @@ class Trainer:
                 self.env_seconds = 0.0
                 self.collect()
                 rollout_done = time.perf_counter()
-                advantages, returns = compute_gae(
-                    self.storage.rewards, self.storage.values, self.storage.dones, self.bootstrap_values(),
-                    self.storage.truncation_values, cfg.ppo.gamma, cfg.ppo.gae_lambda,
-                )
-                stats = ppo_update(
-                    self.update_model, self.optimizer, self.storage, advantages, returns, cfg.ppo, self.amp_dtype
-                )
+                stats = self.update_policy()
                 self.refresh_memory()
                 end = time.perf_counter()
                 self.elapsed += end - start
