@@ -46,6 +46,7 @@ RESULTS_FORMAT = 1
 MEASURED_OPTIONS = ("streaming", "window", "token_budget", "trial_steps", "trials", "deterministic", "seed",
                     "bin_steps", "env_kwargs")
 MAX_EPISODE_STEPS = 10_000  # cap on an eval trial of an env that reports neither trials nor a time limit
+EPISODE_SLOTS = 8  # episodes_by_index: the 1st..7th episode of a trial, the 8th slot pooling the 8th and later
 BIN_COLUMNS = ("return_mean", "return_ci95", "success_rate", "spl", "episode_length", "episodes",
                "cached_tokens", "memory_bytes", "step_ms")
 
@@ -193,6 +194,32 @@ class BinnedTrials:
     memory_bytes: np.ndarray  # [bins]: most bytes of memory state per env
     step_seconds: np.ndarray  # [bins]: summed agent-step wall time (all envs at once)
     step_count: np.ndarray  # [bins]
+    # per episode index in the trial (EPISODE_SLOTS slots); episodes cut by the trial's end left out
+    index_episodes: np.ndarray  # [trials, slots]
+    index_returns: np.ndarray  # [trials, slots]: summed episode returns
+    index_lengths: np.ndarray  # [trials, slots]: summed episode lengths
+    index_successes: np.ndarray  # [trials, slots]
+    index_success_count: np.ndarray  # [trials, slots]
+
+    def episode_table(self) -> list[dict[str, float]]:
+        """One row per episode index of a trial (1 = the first episode; the last slot pools the
+        later ones), for the slots some trial reached: whether later episodes of a trial do better
+        than the first, i.e. whether the agent remembers the trial's hidden task. Episodes cut by
+        the trial's end are left out (only short ones finish near it)."""
+        rows = []
+        for k in range(self.index_episodes.shape[1]):
+            episodes = self.index_episodes[:, k].sum()
+            if episodes == 0:
+                break
+            rows.append({
+                "episode": k + 1,
+                "pools_later": k == self.index_episodes.shape[1] - 1,
+                "return_mean": _ratio(self.index_returns[:, k].sum(), episodes),
+                "success_rate": _ratio(self.index_successes[:, k].sum(), self.index_success_count[:, k].sum()),
+                "episode_length": _ratio(self.index_lengths[:, k].sum(), episodes),
+                "episodes": float(episodes),
+            })
+        return rows
 
     def table(self) -> list[dict[str, float]]:
         """One row per bin: means over trials (95% normal confidence half-width for the return)."""
@@ -247,6 +274,8 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
     rounds = math.ceil(ev.trials / n_envs)
     per_trial = {k: np.zeros((rounds * n_envs, n_bins)) for k in
                  ("returns", "episodes", "episode_length", "successes", "success_count", "spl", "spl_count")}
+    per_index = {k: np.zeros((rounds * n_envs, EPISODE_SLOTS)) for k in
+                 ("index_episodes", "index_returns", "index_lengths", "index_successes", "index_success_count")}
     tokens, mem_bytes = np.zeros(n_bins), np.zeros(n_bins)
     step_seconds, step_count = np.zeros(n_bins), np.zeros(n_bins)
     generator = torch.Generator().manual_seed(ev.seed)
@@ -262,7 +291,8 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
             state = agent.initial_state(n_envs, device)
             resets = torch.ones(n_envs, dtype=torch.bool, device=device)
             active = np.ones(n_envs, dtype=bool)
-            ep_length = np.zeros(n_envs)
+            ep_length, ep_return = np.zeros(n_envs), np.zeros(n_envs)
+            ep_index = np.zeros(n_envs, dtype=np.int64)  # episodes of the trial ended so far
             for t in range(trial_steps):
                 b = t // ev.bin_steps
                 sync()
@@ -280,8 +310,10 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
                 ended = terminated | truncated
                 trial_end = np.asarray(info["trial_end"], dtype=bool) if "trial_end" in info else ended
                 ep_length += 1
+                ep_return += rewards
                 per_trial["returns"][rows, b] += np.where(active, rewards, 0.0)
                 counted = ended & active
+                whole = np.flatnonzero(counted & ~trial_end)  # env indices of episodes the trial did not cut
                 per_trial["episodes"][rows, b] += counted
                 per_trial["episode_length"][rows, b] += np.where(counted, ep_length, 0.0)
                 for key, keys in (("successes", ("success", "is_success")), ("spl", ("spl",))):
@@ -290,7 +322,19 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
                         known = counted & ~np.isnan(values)
                         per_trial[key][rows, b] += np.where(known, values, 0.0)
                         per_trial["success_count" if key == "successes" else "spl_count"][rows, b] += known
+                        if key == "successes" and whole.size:
+                            slot_of = np.minimum(ep_index[whole], EPISODE_SLOTS - 1)
+                            np.add.at(per_index["index_successes"], (r * n_envs + whole, slot_of),
+                                      np.where(known[whole], values[whole], 0.0))
+                            np.add.at(per_index["index_success_count"], (r * n_envs + whole, slot_of), known[whole])
+                if whole.size:
+                    slot = (r * n_envs + whole, np.minimum(ep_index[whole], EPISODE_SLOTS - 1))
+                    np.add.at(per_index["index_episodes"], slot, 1.0)
+                    np.add.at(per_index["index_returns"], slot, ep_return[whole])
+                    np.add.at(per_index["index_lengths"], slot, ep_length[whole])
+                ep_index[ended] += 1
                 ep_length[ended] = 0
+                ep_return[ended] = 0.0
                 tokens[b] = max(tokens[b], agent.core.cached_tokens(out.state))
                 mem_bytes[b] = max(mem_bytes[b], state_bytes_per_env(out.state, n_envs))
                 active &= ~trial_end
@@ -312,7 +356,8 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
     trial_steps = min(trial_steps, longest)
     return BinnedTrials(ev.bin_steps, trial_steps, **{k: v[keep, :reached] for k, v in per_trial.items()},
                         cached_tokens=tokens[:reached], memory_bytes=mem_bytes[:reached],
-                        step_seconds=step_seconds[:reached], step_count=step_count[:reached])
+                        step_seconds=step_seconds[:reached], step_count=step_count[:reached],
+                        **{k: v[keep] for k, v in per_index.items()})
 
 
 # ----------------------------------------------------------------------------- results folder
@@ -454,6 +499,7 @@ def evaluate_checkpoint(
         "seconds": 0.0,
         "bins": bins,
         "trial_returns_by_bin": binned.returns.tolist(),
+        "episodes_by_index": binned.episode_table(),
     }
     ev = cfg.eval
     probe = probe_trial(agent, cfg.env, device, seed=ev.seed + 999_983, video_steps=ev.video_steps,
@@ -477,6 +523,10 @@ def evaluate_checkpoint(
             for key in ("return_mean", "success_rate", "episode_length", "cached_tokens", "step_ms"):
                 if not math.isnan(row[key]):
                     writer.add_scalar(f"eval/bin{row['bin']:02d}/{key}", row[key], step)
+        for row in entry["episodes_by_index"]:
+            for key in ("return_mean", "success_rate", "episode_length"):
+                if not math.isnan(row[key]):
+                    writer.add_scalar(f"eval/episode{row['episode']:02d}/{key}", row[key], step)
         writer.flush()
     entry["seconds"] = time.perf_counter() - started
     return entry
@@ -485,8 +535,16 @@ def evaluate_checkpoint(
 def describe(entry: dict[str, Any]) -> str:
     bins = " ".join(f"{row['return_mean']:.2f}" for row in entry["bins"])
     latency = [row["step_ms"] for row in entry["bins"]]
+    by_episode = entry.get("episodes_by_index") or []
+    if by_episode:  # success where the env reports it, else return, of episode 1, 2, ... of a trial
+        key = "success_rate" if not math.isnan(by_episode[0]["success_rate"]) else "return_mean"
+        values = " ".join(f"{row[key]:.2f}" for row in by_episode)
+        by_episode_text = f" | {key.replace('_mean', '').replace('_rate', '')} by episode of the trial: {values}"
+    else:
+        by_episode_text = ""
     return (
-        f"trial return {entry['trial_return_mean']:.2f} ± {entry['trial_return_ci95']:.2f} | return per bin: {bins} | "
+        f"trial return {entry['trial_return_mean']:.2f} ± {entry['trial_return_ci95']:.2f} | return per bin: {bins}"
+        f"{by_episode_text} | "
         f"tokens <= {entry['max_cached_tokens']:.0f} | {latency[0]:.2f} -> {latency[-1]:.2f} ms/step | "
         f"{entry['seconds']:.0f}s"
     )

@@ -27,6 +27,8 @@ METRIC_TAGS: dict[str, str] = {
     "trial_return_mean": "rollout/trial_return_mean",
     "first_episode_length_mean": "rollout/first_episode_length_mean",
     "later_episode_length_mean": "rollout/later_episode_length_mean",
+    "first_episode_success_rate": "rollout/first_episode_success_rate",
+    "later_episode_success_rate": "rollout/later_episode_success_rate",
     "episodes": "rollout/episodes",
     "lr": "train/lr",
     "policy_loss": "loss/policy",

@@ -152,9 +152,9 @@ def resolve_run(preset: str | None, overrides: list[str]) -> ResolvedRun:
 class EpisodeTracker:
     """Per-env running returns and lengths; windows of recent episodes and trials.
 
-    ``first``/``later`` episode lengths compare the first episode of a trial with its episodes
-    2 to ``LATER_EPISODES + 1``, which shows whether an agent remembers the hidden task across
-    episodes. Only early episodes are compared: near a trial's end only short episodes finish
+    ``first``/``later`` episode lengths (and success rates, where the env reports success) compare
+    the first episode of a trial with its episodes 2 to ``LATER_EPISODES + 1``, which shows
+    whether an agent remembers the hidden task across episodes. Only early episodes are compared: near a trial's end only short episodes finish
     before the trial cuts them, so including them would bias the later lengths downwards.
     (Episodes cut by the trial's end are left out; with the gridworld presets, 50-step episodes
     in 500-step trials, episodes 1-5 always finish first.)
@@ -169,7 +169,8 @@ class EpisodeTracker:
         self.ep_index = np.zeros(num_envs, dtype=np.int64)
         self.windows = {
             name: deque(maxlen=num_envs if name == "trial_returns" else window)
-            for name in ("returns", "lengths", "successes", "trial_returns", "first_lengths", "later_lengths")
+            for name in ("returns", "lengths", "successes", "trial_returns", "first_lengths", "later_lengths",
+                         "first_successes", "later_successes")
         }
         self.episodes = 0
 
@@ -184,9 +185,13 @@ class EpisodeTracker:
             if success is not None:
                 w["successes"].extend(s for s in success[ended].tolist() if not math.isnan(s))
             whole = ended & ~trial_end
-            w["first_lengths"].extend(self.ep_length[whole & (self.ep_index == 0)].tolist())
-            later = (self.ep_index > 0) & (self.ep_index <= self.LATER_EPISODES)
-            w["later_lengths"].extend(self.ep_length[whole & later].tolist())
+            first = whole & (self.ep_index == 0)
+            later = whole & (self.ep_index > 0) & (self.ep_index <= self.LATER_EPISODES)
+            w["first_lengths"].extend(self.ep_length[first].tolist())
+            w["later_lengths"].extend(self.ep_length[later].tolist())
+            if success is not None:
+                w["first_successes"].extend(s for s in success[first].tolist() if not math.isnan(s))
+                w["later_successes"].extend(s for s in success[later].tolist() if not math.isnan(s))
             self.episodes += int(ended.sum())
             self.ep_index[ended] += 1
             self.ep_return[ended] = 0.0
@@ -216,6 +221,8 @@ class EpisodeTracker:
             "trial_return_mean": mean(w["trial_returns"]),
             "first_episode_length_mean": mean(w["first_lengths"]),
             "later_episode_length_mean": mean(w["later_lengths"]),
+            "first_episode_success_rate": mean(w["first_successes"]),
+            "later_episode_success_rate": mean(w["later_successes"]),
             "episodes": episodes,
         }
 

@@ -15,6 +15,7 @@ from conftest import TINY
 from memo_rl.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from memo_rl.cli import main
 from memo_rl.config import build_config
+from memo_rl.evaluate import describe
 from memo_rl.probe import AttentionMap
 
 MEMO = ["memory.core=memo", "memory.n_layers=1", "memory.n_heads=2", "memory.segment_length=8", "memory.summary_length=2"]
@@ -98,6 +99,39 @@ def test_same_seed_same_results_greedy_and_sampled(runs, tmp_path):
     assert returns["a"] == returns["b"]
     assert returns["seed"] != returns["a"]
     assert results(tmp_path / "greedy")["settings"]["deterministic"] is True
+
+
+def test_episodes_by_index_splits_trials_into_their_episodes(runs, tmp_path):
+    """Dark Room has fixed 10-step episodes: a 100-step trial holds 9 whole episodes and a 10th
+    cut by the trial's end (left out). Slots 1..7 get one episode per trial, the 8th pools the
+    8th and 9th."""
+    out = tmp_path / "by_episode"
+    checkpoint = runs / "gru_room" / "checkpoints" / "ckpt_000000000384.pt"
+    assert main(["eval", str(checkpoint), *QUICK, "eval.env_kwargs={trial_length: 100}", f"eval.output={out}"]) == 0
+    entry = results(out)["checkpoints"][0]
+    rows = entry["episodes_by_index"]
+    assert [row["episode"] for row in rows] == list(range(1, 9))
+    assert [row["episodes"] for row in rows] == [4.0] * 7 + [8.0]
+    assert [row["pools_later"] for row in rows] == [False] * 7 + [True]
+    assert all(row["episode_length"] == 10.0 for row in rows)
+    # the whole episodes' returns are the trial returns of their steps (bins of 40: steps 0-89 are whole)
+    by_bin = np.array(entry["trial_returns_by_bin"])  # [trials, bins]
+    whole_returns = sum(row["return_mean"] * row["episodes"] for row in rows)
+    assert by_bin[:, :2].sum() <= whole_returns + 1e-6 <= by_bin.sum() + 1e-6
+    success = " ".join(f"{row['success_rate']:.2f}" for row in rows)
+    assert f"success by episode of the trial: {success} |" in describe(entry)
+
+
+def test_episodes_by_index_reports_success_where_the_env_does(runs, tmp_path):
+    out = tmp_path / "by_episode_ktd"
+    checkpoint = runs / "memo" / "checkpoints" / "ckpt_000000000384.pt"
+    assert main(["eval", str(checkpoint), *QUICK, f"eval.output={out}"]) == 0
+    entry = results(out)["checkpoints"][0]
+    rows = entry["episodes_by_index"]
+    whole = sum(row["episodes"] for row in rows)
+    all_episodes = sum(row["episodes"] for row in entry["bins"])
+    assert rows and all(0.0 <= row["success_rate"] <= 1.0 for row in rows)
+    assert all_episodes - 4 <= whole <= all_episodes  # at most one episode per trial is cut by its end
 
 
 def test_trials_run_in_rounds_of_num_envs(runs, tmp_path):

@@ -358,3 +358,32 @@ def test_recompute_old_policy_changes_nothing_for_cores_that_replay_exactly(tmp_
                                          seed=3)
         params.append(torch.cat([p.detach().flatten() for p in trainer.agent.parameters()]))
     assert torch.equal(params[0], params[1])
+
+
+def test_tracker_splits_first_and_later_episodes_of_a_trial():
+    """Lengths and success of a trial's first episode against its episodes 2..LATER_EPISODES+1;
+    episodes cut by the trial's end count in neither."""
+    import numpy as np
+
+    from memo_rl.train import EpisodeTracker
+
+    tracker = EpisodeTracker(num_envs=2)
+    no = np.zeros(2, dtype=bool)
+
+    def step(ended, success, trial_end=no):
+        tracker.update(np.zeros(2), np.asarray(ended), np.asarray(trial_end), np.asarray(success, dtype=float))
+
+    # env 0: a failed first episode of 3 steps, then two successes of 1 step; env 1: one 5-step
+    # success, then an episode cut by the trial's end.
+    step([False, False], [0, 0])
+    step([False, False], [0, 0])
+    step([True, False], [0, 0])
+    step([True, False], [1, 0])
+    step([True, True], [1, 1])
+    step([False, True], [0, 0], trial_end=np.array([False, True]))
+    summary = tracker.summary()
+    assert summary["first_episode_length_mean"] == 4.0  # (3 + 5) / 2
+    assert summary["later_episode_length_mean"] == 1.0
+    assert summary["first_episode_success_rate"] == 0.5
+    assert summary["later_episode_success_rate"] == 1.0
+    assert summary["success_rate"] == 3 / 5  # every episode that ended, cut ones included
