@@ -316,22 +316,24 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
                 whole = np.flatnonzero(counted & ~trial_end)  # env indices of episodes the trial did not cut
                 per_trial["episodes"][rows, b] += counted
                 per_trial["episode_length"][rows, b] += np.where(counted, ep_length, 0.0)
+                success = None
                 for key, keys in (("successes", ("success", "is_success")), ("spl", ("spl",))):
                     values = registry.episode_metric(info, counted, keys)
                     if values is not None:
                         known = counted & ~np.isnan(values)
                         per_trial[key][rows, b] += np.where(known, values, 0.0)
                         per_trial["success_count" if key == "successes" else "spl_count"][rows, b] += known
-                        if key == "successes" and whole.size:
-                            slot_of = np.minimum(ep_index[whole], EPISODE_SLOTS - 1)
-                            np.add.at(per_index["index_successes"], (r * n_envs + whole, slot_of),
-                                      np.where(known[whole], values[whole], 0.0))
-                            np.add.at(per_index["index_success_count"], (r * n_envs + whole, slot_of), known[whole])
+                        if key == "successes":
+                            success = values
                 if whole.size:
-                    slot = (r * n_envs + whole, np.minimum(ep_index[whole], EPISODE_SLOTS - 1))
+                    slot = (r * n_envs + whole, np.minimum(ep_index[whole], EPISODE_SLOTS - 1))  # (trial rows, slots)
                     np.add.at(per_index["index_episodes"], slot, 1.0)
                     np.add.at(per_index["index_returns"], slot, ep_return[whole])
                     np.add.at(per_index["index_lengths"], slot, ep_length[whole])
+                    if success is not None:
+                        known_success = ~np.isnan(success[whole])
+                        np.add.at(per_index["index_successes"], slot, np.where(known_success, success[whole], 0.0))
+                        np.add.at(per_index["index_success_count"], slot, known_success)
                 ep_index[ended] += 1
                 ep_length[ended] = 0
                 ep_return[ended] = 0.0
@@ -537,9 +539,9 @@ def describe(entry: dict[str, Any]) -> str:
     latency = [row["step_ms"] for row in entry["bins"]]
     by_episode = entry.get("episodes_by_index") or []
     if by_episode:  # success where the env reports it, else return, of episode 1, 2, ... of a trial
-        key = "success_rate" if not math.isnan(by_episode[0]["success_rate"]) else "return_mean"
+        label, key = ("success", "success_rate") if not math.isnan(by_episode[0]["success_rate"]) else ("return", "return_mean")
         values = " ".join(f"{row[key]:.2f}" for row in by_episode)
-        by_episode_text = f" | {key.replace('_mean', '').replace('_rate', '')} by episode of the trial: {values}"
+        by_episode_text = f" | {label} by episode of the trial: {values}"
     else:
         by_episode_text = ""
     return (
