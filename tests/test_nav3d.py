@@ -199,6 +199,32 @@ def test_trial_structure_and_truncation():
         assert not np.array_equal(s["obj_pos"][i], first["obj_pos"][i])
 
 
+def test_trial_shaping_telescopes_over_the_trial_and_changes_only_episode_ends():
+    """shaping="trial": the distance rewards of a trial sum to (first distance - current distance);
+    the same actions under "episode" shaping differ only at episode ends inside the trial."""
+    rng = np.random.default_rng(3)
+    actions = rng.choice(4, size=(299, 4), p=[0.05, 0.55, 0.2, 0.2])  # stops end some episodes early
+    rewards, ends = {}, {}
+    for shaping in ("episode", "trial"):
+        env = ExtObjNavVectorEnv(4, rooms=2, num_objects=4, resolution=8, episode_length=30, trial_length=300,
+                                 shaping=shaping)
+        env.reset(seed=5)
+        first_distance = env.get_state()["prev_dist"].copy()  # [4]
+        per_step, ended = [], []
+        for a in actions:  # 299 steps: the trial (300) has not ended
+            _, rew, term, trunc, info = env.step(a)
+            shaping_part = rew + env.slack - env.goal_reward * info["success"]  # [4]
+            per_step.append(shaping_part)
+            ended.append(term | trunc)
+        rewards[shaping], ends[shaping] = np.array(per_step), np.array(ended)  # [299, 4]
+        if shaping == "trial":
+            np.testing.assert_allclose(rewards[shaping].sum(0), first_distance - env.get_state()["prev_dist"], atol=1e-3)
+    np.testing.assert_array_equal(ends["episode"], ends["trial"])
+    assert ends["trial"].sum() > 20
+    differ = ~np.isclose(rewards["episode"], rewards["trial"], atol=1e-6)
+    assert differ.any() and not (differ & ~ends["trial"]).any()
+
+
 # ---- determinism and state ----------------------------------------------------------------------
 
 
@@ -316,6 +342,7 @@ def test_encoder_accepts_observation_space():
         (ExtObjNavVectorEnv, dict(rooms=5), "rooms must be an int in [1, 4], got 5"),
         (ExtObjNavVectorEnv, dict(fov=180), "fov must be a number of degrees in [10, 150], got 180"),
         (ExtObjNavVectorEnv, dict(trial_length=0), "trial_length must be an int >= 1, got 0"),
+        (ExtObjNavVectorEnv, dict(shaping="none"), "shaping must be one of episode, trial, got 'none'"),
         (MultiONVectorEnv, dict(num_objects=2, num_goals=3), "num_goals must be an int in [1, 2], got 3"),
         (
             MultiONVectorEnv,

@@ -25,7 +25,7 @@ class Nav3DEnv(SingleEnvView):
 
 class ExtObjNavEnv(Nav3DEnv):
     """ExtObjNav (one env). Kwargs as ``ExtObjNavVectorEnv``: rooms=3, num_objects=8,
-    resolution=64, fov=90.0, episode_length=500, trial_length=4000, render_mode=None."""
+    resolution=64, fov=90.0, episode_length=500, trial_length=4000, render_mode=None, shaping="episode"."""
 
     vector_cls = ExtObjNavVectorEnv
 
@@ -38,10 +38,11 @@ class ExtObjNavEnv(Nav3DEnv):
         episode_length: int = 500,
         trial_length: int = 4000,
         render_mode: str | None = None,
+        shaping: str = "episode",
     ) -> None:
         super().__init__(
             render_mode=render_mode, rooms=rooms, num_objects=num_objects, resolution=resolution, fov=fov,
-            episode_length=episode_length, trial_length=trial_length,
+            episode_length=episode_length, trial_length=trial_length, shaping=shaping,
         )  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from . import _world as W
 MAX_RESOLUTION = 256
 MIN_RESOLUTION = 8
 MAX_ROOMS = 4
+SHAPING_MODES = ("episode", "trial")
 RENDER_PANEL = 256  # render(): each panel is about this many pixels high
 
 
@@ -66,8 +67,12 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
         episode_length: int,
         trial_length: int | None,
         render_mode: str | None,
+        shaping: str = "episode",
     ) -> None:
         self.num_envs = check_int("num_envs", num_envs, 1)
+        if shaping not in SHAPING_MODES:
+            raise ValueError(f"shaping must be one of {', '.join(SHAPING_MODES)}, got {shaping!r}")
+        self.shaping = shaping
         self.rooms = check_int("rooms", rooms, 1, MAX_ROOMS)
         slots = W.SLOTS_PER_ROOM * self.rooms**2
         self.num_objects = check_int("num_objects", num_objects, 1, W.NUM_COLORS)
@@ -207,7 +212,11 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
             self._observe(done, final)
             for i in np.flatnonzero(done):  # only ended envs
                 final_obs[i] = {key: value[i].copy() for key, value in final.items()}
+            potential_before = s["prev_dist"].copy()  # [n] distance to the goal of the ending episode
             T.autoreset(done, trial_end, *self._layout_args())
+            if self.shaping == "trial":  # charge the jump to the next episode's goal: shaping telescopes over the trial
+                jump = done & ~trial_end
+                rewards += np.where(jump, potential_before - s["prev_dist"], 0.0).astype(np.float32)
         obs = self._empty_obs()
         self._observe(self._all, obs)
         info = {
@@ -276,6 +285,12 @@ class ExtObjNavVectorEnv(Nav3DVectorEnv):
         episode_length: episodes are truncated after this many steps.
         trial_length: env steps per trial (layout); the episode running at its end is truncated.
         render_mode: None or "rgb_array".
+        shaping: "episode" (default, as ReLIC's ExtObjNav): the distance reward measures each
+            episode against its own target, so it restarts at every episode start. "trial": the
+            episode's last step is also charged the jump from the old target's distance to the new
+            one's, so the distance rewards of a trial sum to (first distance - last distance), the
+            shaping is potential-based across the trial, and returns that span the trial
+            (``ppo.gae_cut=trial``) gain nothing from a ``stop`` that merely re-draws the start.
     """
 
     task = T.EXT_OBJ_NAV
@@ -292,9 +307,10 @@ class ExtObjNavVectorEnv(Nav3DVectorEnv):
         episode_length: int = 500,
         trial_length: int = 4000,
         render_mode: str | None = None,
+        shaping: str = "episode",
     ) -> None:
         super().__init__(
-            num_envs, rooms, num_objects, 1, resolution, fov, episode_length, trial_length, render_mode
+            num_envs, rooms, num_objects, 1, resolution, fov, episode_length, trial_length, render_mode, shaping
         )
 
 
