@@ -154,10 +154,13 @@ class EpisodeTracker:
 
     ``first``/``later`` episode lengths (and success rates, where the env reports success) compare
     the first episode of a trial with its episodes 2 to ``LATER_EPISODES + 1``, which shows
-    whether an agent remembers the hidden task across episodes. Only early episodes are compared: near a trial's end only short episodes finish
-    before the trial cuts them, so including them would bias the later lengths downwards.
-    (Episodes cut by the trial's end are left out; with the gridworld presets, 50-step episodes
-    in 500-step trials, episodes 1-5 always finish first.)
+    whether an agent remembers the hidden task across episodes. Only early episodes are compared:
+    near a trial's end only short episodes finish before the trial cuts them, so including them
+    would bias the later lengths downwards. (Episodes cut by the trial's end are left out; with the
+    gridworld presets, 50-step episodes in 500-step trials, episodes 1-5 always finish first.)
+    A trial has one first episode for up to ``LATER_EPISODES`` later ones, so the ``first`` windows
+    hold ``window // LATER_EPISODES`` episodes: both then span about the same recent trials, and a
+    policy still improving does not make the first episodes look worse merely by being older.
     """
 
     LATER_EPISODES = 4
@@ -167,8 +170,10 @@ class EpisodeTracker:
         self.ep_length = np.zeros(num_envs, dtype=np.int64)
         self.trial_return = np.zeros(num_envs)
         self.ep_index = np.zeros(num_envs, dtype=np.int64)
+        sizes = {"trial_returns": num_envs, "first_lengths": max(1, window // self.LATER_EPISODES)}
+        sizes["first_successes"] = sizes["first_lengths"]
         self.windows = {
-            name: deque(maxlen=num_envs if name == "trial_returns" else window)
+            name: deque(maxlen=sizes.get(name, window))
             for name in ("returns", "lengths", "successes", "trial_returns", "first_lengths", "later_lengths",
                          "first_successes", "later_successes")
         }

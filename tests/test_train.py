@@ -387,3 +387,12 @@ def test_tracker_splits_first_and_later_episodes_of_a_trial():
     assert summary["first_episode_success_rate"] == 0.5
     assert summary["later_episode_success_rate"] == 1.0
     assert summary["success_rate"] == 3 / 5  # every episode that ended, cut ones included
+
+    # the first-episode windows span as many trials as the later ones: window // LATER_EPISODES
+    small = EpisodeTracker(num_envs=1, window=8)
+    for trial in range(5):  # trials of 6 one-step episodes: 1 first, 4 later, 1 cut; failures in the first 3 trials
+        for episode in range(6):
+            small.update(np.zeros(1), np.ones(1, bool), np.array([episode == 5]), np.array([float(trial >= 3)]))
+    summary = small.summary()
+    assert summary["first_episode_success_rate"] == 1.0  # the last 2 trials' first episodes
+    assert summary["later_episode_success_rate"] == 1.0  # their 8 later episodes: the same 2 trials
