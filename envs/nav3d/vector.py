@@ -289,8 +289,9 @@ class ExtObjNavVectorEnv(Nav3DVectorEnv):
             episode against its own target, so it restarts at every episode start. "trial": the
             episode's last step is also charged the jump from the old target's distance to the new
             one's, so the distance rewards of a trial sum to (first distance - last distance), the
-            shaping is potential-based across the trial, and returns that span the trial
-            (``ppo.gae_cut=trial``) gain nothing from a ``stop`` that merely re-draws the start.
+            shaping is potential-based across the trial: returns that span the trial
+            (``ppo.gae_cut=trial``) get no distance reward from a ``stop`` that merely re-draws the
+            start (the failed stop itself still costs nothing; docs/envs.md).
     """
 
     task = T.EXT_OBJ_NAV
