@@ -316,7 +316,7 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
                 whole = np.flatnonzero(counted & ~trial_end)  # env indices of episodes the trial did not cut
                 per_trial["episodes"][rows, b] += counted
                 per_trial["episode_length"][rows, b] += np.where(counted, ep_length, 0.0)
-                success = None
+                success = success_known = None  # [n_envs] flags (NaN where unknown), and where known
                 for key, keys in (("successes", ("success", "is_success")), ("spl", ("spl",))):
                     values = registry.episode_metric(info, counted, keys)
                     if values is not None:
@@ -324,16 +324,15 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
                         per_trial[key][rows, b] += np.where(known, values, 0.0)
                         per_trial["success_count" if key == "successes" else "spl_count"][rows, b] += known
                         if key == "successes":
-                            success = values
+                            success, success_known = values, known
                 if whole.size:
                     slot = (r * n_envs + whole, np.minimum(ep_index[whole], EPISODE_SLOTS - 1))  # (trial rows, slots)
                     np.add.at(per_index["index_episodes"], slot, 1.0)
                     np.add.at(per_index["index_returns"], slot, ep_return[whole])
                     np.add.at(per_index["index_lengths"], slot, ep_length[whole])
                     if success is not None:
-                        known_success = ~np.isnan(success[whole])
-                        np.add.at(per_index["index_successes"], slot, np.where(known_success, success[whole], 0.0))
-                        np.add.at(per_index["index_success_count"], slot, known_success)
+                        np.add.at(per_index["index_successes"], slot, np.where(success_known[whole], success[whole], 0.0))
+                        np.add.at(per_index["index_success_count"], slot, success_known[whole])
                 ep_index[ended] += 1
                 ep_length[ended] = 0
                 ep_return[ended] = 0.0

@@ -187,16 +187,14 @@ class EpisodeTracker:
             w = self.windows
             w["returns"].extend(self.ep_return[ended].tolist())
             w["lengths"].extend(self.ep_length[ended].tolist())
-            if success is not None:
-                w["successes"].extend(s for s in success[ended].tolist() if not math.isnan(s))
             whole = ended & ~trial_end
             first = whole & (self.ep_index == 0)
             later = whole & (self.ep_index > 0) & (self.ep_index <= self.LATER_EPISODES)
             w["first_lengths"].extend(self.ep_length[first].tolist())
             w["later_lengths"].extend(self.ep_length[later].tolist())
-            if success is not None:
-                w["first_successes"].extend(s for s in success[first].tolist() if not math.isnan(s))
-                w["later_successes"].extend(s for s in success[later].tolist() if not math.isnan(s))
+            if success is not None:  # flags of the episodes selected by each mask, NaN (unknown) left out
+                for name, mask in (("successes", ended), ("first_successes", first), ("later_successes", later)):
+                    w[name].extend(s for s in success[mask].tolist() if not math.isnan(s))
             self.episodes += int(ended.sum())
             self.ep_index[ended] += 1
             self.ep_return[ended] = 0.0

@@ -212,9 +212,10 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
             self._observe(done, final)
             for i in np.flatnonzero(done):  # only ended envs
                 final_obs[i] = {key: value[i].copy() for key, value in final.items()}
-            potential_before = s["prev_dist"].copy()  # [n] distance to the goal of the ending episode
+            charge_jump = self.shaping == "trial"  # charge the jump to the next episode's goal: shaping telescopes over the trial
+            potential_before = s["prev_dist"].copy() if charge_jump else None  # [n] distance to the ending episode's goal
             T.autoreset(done, trial_end, *self._layout_args())
-            if self.shaping == "trial":  # charge the jump to the next episode's goal: shaping telescopes over the trial
+            if charge_jump:
                 jump = done & ~trial_end
                 rewards += np.where(jump, potential_before - s["prev_dist"], 0.0).astype(np.float32)
         obs = self._empty_obs()
