@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+import memo_rl.memory.transformer as transformer
 from memo_rl.memory import MemoCore, MemoryCore, build_memory_core, cat_states, index_state
-from memo_rl.memory.transformer import KVSlots, TransformerStack, append_slots, compact
+from memo_rl.memory.transformer import KVSlots, TransformerStack, append_slots, compact, split_attention
 
 torch.set_num_threads(1)
 
@@ -262,6 +263,38 @@ def test_stack_attends_to_caches_side_by_side_as_to_their_concatenation():
     torch.testing.assert_close(k_parts, k_joined, atol=0, rtol=0)
     y_a, _, _ = stack.run(x, positions, a)  # and the second part is really attended to
     assert (y_parts - y_a).abs().max() > 1e-3
+
+
+def test_split_attention_reads_strided_cache_parts_as_sdpa_reads_their_concatenation():
+    """The one-step read of a long cache: per-layer views of an env-first cache, a masked part."""
+    g = torch.Generator().manual_seed(0)
+    N, L, H, dh, C = 3, 2, 4, 8, 2
+    cache_k, cache_v = torch.randn(2, N, L, H, 40, dh, generator=g)  # [N, L, H, P, dh] each
+    new_k, new_v, q = torch.randn(3, N, H, C, dh, generator=g)
+    keys, values = [cache_k[:, 1], new_k], [cache_v[:, 1], new_v]  # layer 1: strided views, no copy
+    assert not keys[0].is_contiguous()
+    mask = torch.rand(N, 1, C, 40 + C, generator=g) > 0.3
+    mask[..., 40:] = torch.tensor([[True, False], [True, True]])  # the chunk itself, causally
+    reference = torch.nn.functional.scaled_dot_product_attention(
+        q, torch.cat(keys, dim=2), torch.cat(values, dim=2), attn_mask=mask)
+    torch.testing.assert_close(split_attention(q, keys, values, mask), reference, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("case", ["memo", "memo_w2", "fct"])
+@torch.no_grad()
+def test_cores_step_alike_when_steps_read_the_cache_in_place(case, monkeypatch):
+    """With the in-place read forced on for every step, outputs match the copying read's."""
+    core = make(case)
+    x, resets = data(60, 4)
+    y_copy, _ = run_steps(core, x, resets)
+    monkeypatch.setattr(transformer, "SPLIT_READ_MIN_KEYS", 1)
+    monkeypatch.setattr(transformer, "SPLIT_READ_RATIO", 1)
+    calls = []
+    original = transformer.split_attention
+    monkeypatch.setattr(transformer, "split_attention", lambda *a: calls.append(1) or original(*a))
+    y_split, _ = run_steps(core, x, resets)
+    assert len(calls) >= 60  # every step of every layer once the cache holds a key
+    torch.testing.assert_close(y_split, y_copy, atol=1e-5, rtol=0)
 
 
 def test_cache_takes_the_dtype_of_the_keys_appended():
