@@ -7,7 +7,14 @@ import torch
 
 import memo_rl.memory.transformer as transformer
 from memo_rl.memory import MemoCore, MemoryCore, build_memory_core, cat_states, index_state
-from memo_rl.memory.transformer import KVSlots, TransformerStack, append_slots, compact, split_attention
+from memo_rl.memory.transformer import (
+    KVSlots,
+    TransformerStack,
+    append_along,
+    append_slots,
+    compact,
+    split_attention,
+)
 
 torch.set_num_threads(1)
 
@@ -263,6 +270,27 @@ def test_stack_attends_to_caches_side_by_side_as_to_their_concatenation():
     torch.testing.assert_close(k_parts, k_joined, atol=0, rtol=0)
     y_a, _, _ = stack.run(x, positions, a)  # and the second part is really attended to
     assert (y_parts - y_a).abs().max() > 1e-3
+
+
+def test_append_along_writes_into_spare_room_only_for_the_newest_state():
+    """Rollout appends one slot per step without copying the cache; a state that is not the
+    buffer's filled prefix (an older snapshot, an env slice) gets a fresh buffer, and no state ever
+    sees another's slots."""
+    with torch.no_grad():
+        states = [torch.zeros(2, 0)]
+        for t in range(40):
+            states.append(append_along(states[-1], torch.full((2, 1), float(t)), dim=1))
+        for t, state in enumerate(states):
+            assert state.tolist() == [list(map(float, range(t)))] * 2
+        newest = states[-1]
+        assert newest._base is states[-2]._base and newest._base.shape[1] < 2 * 40  # grown, amortised
+        branch = append_along(states[10], torch.full((2, 1), -1.0), dim=1)  # a snapshot appended to again
+        assert branch._base is not newest._base and branch[:, -1].tolist() == [-1.0, -1.0]
+        assert newest.tolist() == [list(map(float, range(40)))] * 2  # the rollout's state is intact
+        one_env = append_along(newest[:1], torch.full((1, 1), 7.0), dim=1)
+        assert one_env._base is not newest._base and newest.shape == (2, 40)
+    grown = append_along(torch.zeros(2, 3, requires_grad=True), torch.ones(2, 1), dim=1)  # autograd: a cat
+    assert grown._base is None and grown.grad_fn is not None
 
 
 def test_split_attention_reads_strided_cache_parts_as_sdpa_reads_their_concatenation():

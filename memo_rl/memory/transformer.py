@@ -96,11 +96,46 @@ def append_slots(slots: KVSlots, k: Tensor, v: Tensor, valid: Tensor, pos: Tenso
     if slots.k.dtype != k.dtype:
         slots = slots._replace(k=slots.k.to(k.dtype), v=slots.v.to(v.dtype))
     return KVSlots(
-        torch.cat([slots.k, k], dim=3),
-        torch.cat([slots.v, v], dim=3),
-        torch.cat([slots.valid, valid], dim=1),
-        torch.cat([slots.pos, pos], dim=1),
+        append_along(slots.k, k, dim=3),
+        append_along(slots.v, v, dim=3),
+        append_along(slots.valid, valid, dim=1),
+        append_along(slots.pos, pos, dim=1),
     )
+
+
+# Spare room of a cache buffer, as a multiple of what it holds, when it grows (see append_along).
+CACHE_GROWTH = 1.25
+
+
+def append_along(t: Tensor, new: Tensor, dim: int) -> Tensor:
+    """``torch.cat([t, new], dim)``, without copying ``t`` where that is safe.
+
+    Outside autograd, the result is a view of a buffer with spare room along ``dim`` (grown by
+    ``CACHE_GROWTH`` when full, so appending one slot per step costs amortised O(1) copies, not a
+    copy of the whole cache). ``new`` is written into the room in place only when ``t`` is exactly
+    the buffer's filled prefix (``_filled`` marks it): a state appended to twice, e.g. a rollout's
+    snapshot replayed while the rollout went on, gets a fresh buffer the second time. Older states
+    sharing a buffer never see the slots written after them: they read their own width only.
+    Under autograd this is ``torch.cat`` (in-place writes would break saved tensors).
+    """
+    if torch.is_grad_enabled() or t.is_inference():
+        return torch.cat([t, new], dim=dim)
+    width, extra = t.shape[dim], new.shape[dim]
+    base = t._base
+    if (
+        base is not None and getattr(base, "_filled", None) == width and base.shape[dim] >= width + extra
+        and t.shape == base.narrow(dim, 0, width).shape and t.stride() == base.stride()
+        and t.storage_offset() == base.storage_offset()
+    ):
+        base.narrow(dim, width, extra).copy_(new)
+    else:
+        shape = list(t.shape)
+        shape[dim] = max(int((width + extra) * CACHE_GROWTH), width + extra + 8)
+        base = t.new_empty(shape)
+        base.narrow(dim, 0, width).copy_(t)
+        base.narrow(dim, width, extra).copy_(new)
+    base._filled = width + extra
+    return base.narrow(dim, 0, width + extra)
 
 
 def mask_slots(slots: KVSlots, keep: Tensor) -> KVSlots:
