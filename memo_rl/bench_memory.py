@@ -66,7 +66,8 @@ def _state_bytes(state) -> int:
 def _time_steps(
     core, num_envs: int, position: int, device, max_seconds: float, cache_dtype=None,
 ) -> tuple[float, dict[str, Any]]:
-    """Env steps/s of ``core.step`` for ``num_envs`` envs starting at trial ``position``.
+    """Env steps/s of ``core.step`` for ``num_envs`` envs from trial ``position`` + 1 (after one
+    untimed warm-up step).
 
     ``cache_dtype`` (the autocast dtype, for transformer cores) stores the synthetic KV cache in
     that dtype, as a rollout under autocast holds it (see ``append_slots``)."""
@@ -81,9 +82,11 @@ def _time_steps(
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     target_steps = getattr(core, "segment_length", None) or getattr(core, "chunk_size", 16)  # includes one memory write
     with torch.no_grad():
-        core.step(x, state0, None)  # warm-up
+        # warm-up; its state holds the cache as rollout does (a buffer with room to append into;
+        # the synthetic one has none, and growing it is a one-off copy a rollout pays rarely)
+        _, state = core.step(x, state0, None)
         sync()
-        state, steps, start = state0, 0, time.perf_counter()
+        steps, start = 0, time.perf_counter()
         while steps < target_steps:
             _, state = core.step(x, state, None)
             steps += 1
