@@ -124,8 +124,8 @@ def append_along(t: Tensor, new: Tensor, dim: int) -> Tensor:
     base = t._base
     if (
         base is not None and getattr(base, "_filled", None) == width and base.shape[dim] >= width + extra
-        and t.shape == base.narrow(dim, 0, width).shape and t.stride() == base.stride()
-        and t.storage_offset() == base.storage_offset()
+        and t.stride() == base.stride() and t.storage_offset() == base.storage_offset()
+        and t.shape[:dim] + t.shape[dim + 1:] == base.shape[:dim] + base.shape[dim + 1:]
     ):
         base.narrow(dim, width, extra).copy_(new)
     else:
@@ -249,18 +249,17 @@ class DecoderBlock(nn.Module):
         past_width = sum(part.shape[2] for part in past_k)
         if weights_out is None and past_width >= max(SPLIT_READ_MIN_KEYS, SPLIT_READ_RATIO * C):
             att = split_attention(q, [*past_k, k], [*past_v, v], mask)  # [N, H, C, dh], no copy of the cache
-            h = h + self.out(att.transpose(1, 2).reshape(N, C, d))  # [N, H, C, dh] -> [N, C, d]
-            return h + self.mlp(self.mlp_norm(h)), k, v
-        keys = torch.cat([*past_k, k], dim=2)  # [N, H, P + C, dh]
-        values = torch.cat([*past_v, v], dim=2)
-        if weights_out is None:
-            with sdpa_kernel(SDPA_BACKENDS):
-                att = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # [N, H, C, dh]
         else:
-            scores = (q @ keys.transpose(-1, -2)) * self.head_dim**-0.5  # [N, H, C, P + C]
-            weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-            att = weights @ values  # [N, H, C, dh]
-            weights_out.append(weights.mean(dim=1))
+            keys = torch.cat([*past_k, k], dim=2)  # [N, H, P + C, dh]
+            values = torch.cat([*past_v, v], dim=2)
+            if weights_out is None:
+                with sdpa_kernel(SDPA_BACKENDS):
+                    att = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # [N, H, C, dh]
+            else:
+                scores = (q @ keys.transpose(-1, -2)) * self.head_dim**-0.5  # [N, H, C, P + C]
+                weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+                att = weights @ values  # [N, H, C, dh]
+                weights_out.append(weights.mean(dim=1))
         h = h + self.out(att.transpose(1, 2).reshape(N, C, d))  # [N, H, C, dh] -> [N, C, d]
         h = h + self.mlp(self.mlp_norm(h))
         return h, k, v
@@ -275,16 +274,18 @@ def split_attention(q: Tensor, keys: Sequence[Tensor], values: Sequence[Tensor],
     One batched matmul per head and part: a head's slice ``[N, P_i, dh]`` of an env-first cache
     is a valid ``bmm`` operand, while a 4-d matmul would copy it. Scores and softmax are fp32.
     """
-    N, H, C, dh = q.shape
+    H, dh = q.shape[1], q.shape[3]
     widths = [part.shape[2] for part in keys]
-    allowed = mask[:, 0]  # [N, C, P]
+    hidden = ~mask[:, 0]  # [N, C, P]
+    q = q * dh**-0.5
     heads = []
     for head in range(H):
-        q_h = q[:, head] * dh**-0.5  # [N, C, dh]
-        scores = torch.cat([torch.bmm(q_h, part[:, head].transpose(1, 2)) for part in keys], dim=2)  # [N, C, P]
-        weights = scores.float().masked_fill(~allowed, float("-inf")).softmax(dim=-1).to(q.dtype)
-        parts = zip(weights.split(widths, dim=2), values)
-        heads.append(sum(torch.bmm(w, part[:, head]) for w, part in parts))  # [N, C, dh]
+        scores = torch.cat([torch.bmm(q[:, head], part[:, head].transpose(1, 2)) for part in keys], dim=2)  # [N, C, P]
+        weights = scores.float().masked_fill(hidden, float("-inf")).softmax(dim=-1).to(q.dtype)
+        out = None
+        for w, part in zip(weights.split(widths, dim=2), values):
+            out = torch.bmm(w, part[:, head]) if out is None else out.baddbmm_(w, part[:, head])  # [N, C, dh]
+        heads.append(out)
     return torch.stack(heads, dim=1)  # H x [N, C, dh] -> [N, H, C, dh]
 
 
