@@ -16,7 +16,6 @@ from conftest import read_metrics
 from memo_rl.checkpoint import list_checkpoints, load_checkpoint
 from memo_rl.cli import main
 from memo_rl.config import build_config
-from memo_rl.ppo import compute_gae, ppo_update
 from memo_rl.train import Trainer
 from memo_rl.types import AgentInputs
 
@@ -110,9 +109,7 @@ def test_memory_is_rebuilt_with_the_new_weights_after_each_update(tmp_path, tiny
         seen_inputs.append(AgentInputs(st.obs.clone(), st.prev_actions.clone(), st.prev_rewards.clone(),
                                        st.episode_starts.clone()))
         seen_resets.append(st.resets.clone())
-        advantages, returns = compute_gae(st.rewards, st.values, st.dones, trainer.bootstrap_values(),
-                                          st.truncation_values, cfg.ppo.gamma, cfg.ppo.gae_lambda)
-        ppo_update(trainer.update_model, trainer.optimizer, st, advantages, returns, cfg.ppo)
+        trainer.update_policy()
         stale = trainer.carry.memory
         trainer.refresh_memory()
     assert len(trainer.history.chunks) == 2  # the trial began in the first rollout
@@ -309,14 +306,11 @@ def _rollout_and_update(tmp_path, overrides, seed=0, learn=True):
     cfg = build_config(None, [*overrides, f"train.seed={seed}"])
     trainer = Trainer(cfg, tmp_path)
     trainer.collect()
-    st = trainer.storage
-    advantages, returns = compute_gae(st.rewards, st.values, st.dones, trainer.bootstrap_values(),
-                                      st.truncation_values, cfg.ppo.gamma, cfg.ppo.gae_lambda)
     if not learn:
         for group in trainer.optimizer.param_groups:
             group["lr"] = 0.0
     torch.manual_seed(seed)
-    return ppo_update(trainer.update_model, trainer.optimizer, st, advantages, returns, cfg.ppo), trainer
+    return trainer.update_policy(), trainer
 
 
 WHOLE_ROLLOUT = ["ppo.rollout_length=48", "ppo.sequence_length=48", "ppo.epochs=2"]
