@@ -158,20 +158,33 @@ class EpisodeTracker:
     near a trial's end only short episodes finish before the trial cuts them, so including them
     would bias the later lengths downwards. (Episodes cut by the trial's end are left out; with the
     gridworld presets, 50-step episodes in 500-step trials, episodes 1-5 always finish first.)
-    A trial has one first episode for up to ``LATER_EPISODES`` later ones, so the ``first`` windows
-    hold ``window // LATER_EPISODES`` episodes: both then span about the same recent trials, and a
-    policy still improving does not make the first episodes look worse merely by being older.
+
+    These episodes are held per env until their trial ends, then enter the windows together, so
+    both windows hold the episodes of the same newest ``trials`` trials (default: one per env, as
+    the trial returns). Windows filled as episodes finish would be biased: the envs' trials start
+    together, so the first episodes that finish last in a trial are its slowest ones, and a window
+    smaller than a trial's worth of them holds only those (with 64 envs and a window of 25 they
+    were all timed-out failures: a first-episode length of 50 and a success rate of 0).
     """
 
     LATER_EPISODES = 4
+    ARRAYS = ("ep_return", "ep_length", "trial_return", "ep_index", "first_length", "first_success",
+              "later_length", "later_success")
 
-    def __init__(self, num_envs: int, window: int = 100) -> None:
+    def __init__(self, num_envs: int, window: int = 100, trials: int | None = None) -> None:
         self.ep_return = np.zeros(num_envs)
         self.ep_length = np.zeros(num_envs, dtype=np.int64)
         self.trial_return = np.zeros(num_envs)
         self.ep_index = np.zeros(num_envs, dtype=np.int64)
-        sizes = {"trial_returns": num_envs, "first_lengths": max(1, window // self.LATER_EPISODES)}
-        sizes["first_successes"] = sizes["first_lengths"]
+        # episodes 1 and 2..LATER_EPISODES+1 of each env's running trial, NaN until they finish whole
+        K = self.LATER_EPISODES
+        self.first_length = np.full(num_envs, np.nan)
+        self.first_success = np.full(num_envs, np.nan)
+        self.later_length = np.full((num_envs, K), np.nan)  # [N, K]
+        self.later_success = np.full((num_envs, K), np.nan)  # [N, K]
+        trials = num_envs if trials is None else trials
+        sizes = {"trial_returns": num_envs, "first_lengths": trials, "first_successes": trials,
+                 "later_lengths": trials * K, "later_successes": trials * K}
         self.windows = {
             name: deque(maxlen=sizes.get(name, window))
             for name in ("returns", "lengths", "successes", "trial_returns", "first_lengths", "later_lengths",
@@ -187,20 +200,28 @@ class EpisodeTracker:
             w = self.windows
             w["returns"].extend(self.ep_return[ended].tolist())
             w["lengths"].extend(self.ep_length[ended].tolist())
+            if success is not None:  # NaN (unknown) flags left out
+                w["successes"].extend(s for s in success[ended].tolist() if not math.isnan(s))
             whole = ended & ~trial_end
             first = whole & (self.ep_index == 0)
-            later = whole & (self.ep_index > 0) & (self.ep_index <= self.LATER_EPISODES)
-            w["first_lengths"].extend(self.ep_length[first].tolist())
-            w["later_lengths"].extend(self.ep_length[later].tolist())
-            if success is not None:  # flags of the episodes selected by each mask, NaN (unknown) left out
-                for name, mask in (("successes", ended), ("first_successes", first), ("later_successes", later)):
-                    w[name].extend(s for s in success[mask].tolist() if not math.isnan(s))
+            later = np.flatnonzero(whole & (self.ep_index > 0) & (self.ep_index <= self.LATER_EPISODES))
+            self.first_length[first] = self.ep_length[first]
+            self.later_length[later, self.ep_index[later] - 1] = self.ep_length[later]
+            if success is not None:
+                self.first_success[first] = success[first]
+                self.later_success[later, self.ep_index[later] - 1] = success[later]
             self.episodes += int(ended.sum())
             self.ep_index[ended] += 1
             self.ep_return[ended] = 0.0
             self.ep_length[ended] = 0
         if trial_end.any():
-            self.windows["trial_returns"].extend(self.trial_return[trial_end].tolist())
+            w = self.windows
+            w["trial_returns"].extend(self.trial_return[trial_end].tolist())
+            for name, held in (("first_lengths", self.first_length), ("first_successes", self.first_success),
+                               ("later_lengths", self.later_length), ("later_successes", self.later_success)):
+                values = held[trial_end].ravel()  # [n] or [n, K] -> [n * K], env by env
+                w[name].extend(values[~np.isnan(values)].tolist())
+                held[trial_end] = np.nan
             self.trial_return[trial_end] = 0.0
             self.ep_index[trial_end] = 0
 
@@ -230,7 +251,7 @@ class EpisodeTracker:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        arrays = {k: torch.from_numpy(getattr(self, k).copy()) for k in ("ep_return", "ep_length", "trial_return", "ep_index")}
+        arrays = {k: torch.from_numpy(getattr(self, k).copy()) for k in self.ARRAYS}
         return {"arrays": arrays, "windows": {k: list(v) for k, v in self.windows.items()}, "episodes": self.episodes}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

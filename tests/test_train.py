@@ -367,26 +367,50 @@ def test_tracker_splits_first_and_later_episodes_of_a_trial():
     def step(ended, success, trial_end=no):
         tracker.update(np.zeros(2), np.asarray(ended), np.asarray(trial_end), np.asarray(success, dtype=float))
 
-    # env 0: a failed first episode of 3 steps, then two successes of 1 step; env 1: one 5-step
-    # success, then an episode cut by the trial's end.
+    # env 0: a failed first episode of 3 steps, then two successes of 1 step, then an episode cut
+    # by the trial's end; env 1: one 5-step success, then an episode cut by the trial's end.
     step([False, False], [0, 0])
     step([False, False], [0, 0])
     step([True, False], [0, 0])
     step([True, False], [1, 0])
     step([True, True], [1, 1])
     step([False, True], [0, 0], trial_end=np.array([False, True]))
+    assert np.isnan(tracker.summary()["later_episode_length_mean"])  # env 0's count once its trial ends
+    step([True, False], [0, 0], trial_end=np.array([True, False]))
     summary = tracker.summary()
     assert summary["first_episode_length_mean"] == 4.0  # (3 + 5) / 2
     assert summary["later_episode_length_mean"] == 1.0
     assert summary["first_episode_success_rate"] == 0.5
     assert summary["later_episode_success_rate"] == 1.0
-    assert summary["success_rate"] == 3 / 5  # every episode that ended, cut ones included
+    assert summary["success_rate"] == 3 / 6  # every episode that ended, cut ones included
 
-    # the first-episode windows span as many trials as the later ones: window // LATER_EPISODES
-    small = EpisodeTracker(num_envs=1, window=8)
+    # both windows hold the episodes of the same newest `trials` trials
+    small = EpisodeTracker(num_envs=1, trials=2)
     for trial in range(5):  # trials of 6 one-step episodes: 1 first, 4 later, 1 cut; failures in the first 3 trials
         for episode in range(6):
             small.update(np.zeros(1), np.ones(1, bool), np.array([episode == 5]), np.array([float(trial >= 3)]))
     summary = small.summary()
     assert summary["first_episode_success_rate"] == 1.0  # the last 2 trials' first episodes
     assert summary["later_episode_success_rate"] == 1.0  # their 8 later episodes: the same 2 trials
+
+
+def test_tracker_first_episodes_are_not_only_the_slowest_of_a_trial():
+    """Trials start together in every env, so a trial's first episodes finish in order of their
+    length. The first-episode figures must cover all of them, not the last (slowest) to finish."""
+    import numpy as np
+
+    from memo_rl.train import EpisodeTracker
+
+    N, trial_length = 8, 40
+    tracker = EpisodeTracker(num_envs=N, window=8)  # windows of recent episodes smaller than a trial's worth
+    lengths = np.arange(1, N + 1) * 3  # env n: first episode of 3(n + 1) steps, a success if shorter than 12
+    for t in range(1, trial_length + 1):
+        ended = (t == lengths) | ((t > lengths) & ((t - lengths) % 5 == 0))  # then 5-step episodes
+        success = np.where(t == lengths, (lengths < 12).astype(float), 1.0)
+        tracker.update(np.zeros(N), ended, np.full(N, t == trial_length), success)
+        if t < trial_length:
+            assert np.isnan(tracker.summary()["first_episode_length_mean"])  # nothing before the trial ends
+    summary = tracker.summary()
+    assert summary["first_episode_length_mean"] == lengths.mean() == 13.5
+    assert summary["first_episode_success_rate"] == 3 / 8
+    assert summary["later_episode_length_mean"] == 5.0 and summary["later_episode_success_rate"] == 1.0
