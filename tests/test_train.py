@@ -405,7 +405,8 @@ def test_tracker_first_episodes_are_not_only_the_slowest_of_a_trial():
     tracker = EpisodeTracker(num_envs=N, window=8)  # windows of recent episodes smaller than a trial's worth
     lengths = np.arange(1, N + 1) * 3  # env n: first episode of 3(n + 1) steps, a success if shorter than 12
     for t in range(1, trial_length + 1):
-        ended = (t == lengths) | ((t > lengths) & ((t - lengths) % 5 == 0))  # then 5-step episodes
+        # the first episode, then 5-step episodes, the last one cut by the trial's end
+        ended = (t == lengths) | ((t > lengths) & ((t - lengths) % 5 == 0)) | (t == trial_length)
         success = np.where(t == lengths, (lengths < 12).astype(float), 1.0)
         tracker.update(np.zeros(N), ended, np.full(N, t == trial_length), success)
         if t < trial_length:
