@@ -36,7 +36,7 @@ def _placed(cls=ExtObjNavVectorEnv, pose=(2.0, 2.0, 0.0), objects=None, **kwargs
     s["obj_pos"][0] = [(0.9, 0.9 + 0.1 * j) for j in range(k)]  # overlapping is fine for tests
     for j, xy in enumerate(objects or []):
         s["obj_pos"][0, j] = xy
-    s["pose"][0] = s["start"][0] = pose
+    s["pose"][0] = s["start"][0] = s["trial_start"][0] = pose
     s["goal_seq"][0] = np.arange(s["goal_seq"].shape[1])
     s["goal_idx"][0] = 0
     s["path_len"][0] = 0.0
@@ -199,6 +199,52 @@ def test_trial_structure_and_truncation():
         assert not np.array_equal(s["obj_pos"][i], first["obj_pos"][i])
 
 
+def _expected_gps(pose: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """gps_compass [N, 3] of poses [N, 3] in the frame of origin poses [N, 3] (x forward, y left)."""
+    d = pose[:, :2] - origin[:, :2]  # [N, 2]
+    c, s = np.cos(origin[:, 2]), np.sin(origin[:, 2])
+    turn = (pose[:, 2] - origin[:, 2] + math.pi) % (2 * math.pi) - math.pi
+    return np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1], turn], axis=1)
+
+
+def test_gps_frame_trial_keeps_the_first_start_as_origin_until_the_trial_ends():
+    """gps_frame="trial": gps_compass is measured from the pose the trial started in, through every
+    episode of the trial, and from the new start after a trial ends; "episode" restarts it at every
+    episode. Everything else (images, rewards, episode ends) is the same for the same actions."""
+    rng = np.random.default_rng(0)
+    actions = rng.choice([STOP, FWD, FWD, FWD, LEFT, RIGHT], size=(150, 4))  # [T, N]
+    runs = {}
+    for frame in ("episode", "trial"):
+        env = ExtObjNavVectorEnv(4, rooms=2, num_objects=4, resolution=16, episode_length=20, trial_length=60,
+                                 gps_frame=frame)  # fmt: skip
+        obs, _ = env.reset(seed=3)
+        origin = env.get_state()["pose"].copy()  # [4, 3] trial starts
+        np.testing.assert_array_equal(obs["gps_compass"], 0.0)
+        episode_starts = trial_ends = 0
+        record = []
+        for a in actions:
+            obs, rew, term, trunc, info = env.step(a)
+            state = env.get_state()
+            origin[info["trial_end"]] = state["pose"][info["trial_end"]]  # the new trial's first pose
+            episode_start = (term | trunc) & ~info["trial_end"]
+            episode_starts += int(episode_start.sum())
+            trial_ends += int(info["trial_end"].sum())
+            if frame == "trial":
+                np.testing.assert_allclose(obs["gps_compass"], _expected_gps(state["pose"], origin), atol=1e-4)
+            else:
+                np.testing.assert_allclose(obs["gps_compass"], _expected_gps(state["pose"], state["start"]), atol=1e-4)
+                np.testing.assert_array_equal(obs["gps_compass"][term | trunc], 0.0)
+            record.append((obs["rgb"].copy(), obs["depth"].copy(), rew.copy(), term.copy(), trunc.copy()))
+        assert episode_starts >= 8 and trial_ends >= 8  # both kinds of boundary were crossed
+        runs[frame] = record
+    for (rgb_e, depth_e, rew_e, term_e, trunc_e), (rgb_t, depth_t, rew_t, term_t, trunc_t) in zip(*runs.values()):
+        np.testing.assert_array_equal(rgb_e, rgb_t)
+        np.testing.assert_array_equal(depth_e, depth_t)
+        np.testing.assert_array_equal(rew_e, rew_t)
+        np.testing.assert_array_equal(term_e, term_t)
+        np.testing.assert_array_equal(trunc_e, trunc_t)
+
+
 def test_trial_shaping_telescopes_over_the_trial_and_changes_only_episode_ends():
     """shaping="trial": the distance rewards of a trial sum to (first distance - current distance);
     the same actions under "episode" shaping differ only at episode ends inside the trial."""
@@ -343,6 +389,7 @@ def test_encoder_accepts_observation_space():
         (ExtObjNavVectorEnv, dict(fov=180), "fov must be a number of degrees in [10, 150], got 180"),
         (ExtObjNavVectorEnv, dict(trial_length=0), "trial_length must be an int >= 1, got 0"),
         (ExtObjNavVectorEnv, dict(shaping="none"), "shaping must be one of episode, trial, got 'none'"),
+        (MultiONVectorEnv, dict(gps_frame="world"), "gps_frame must be one of episode, trial, got 'world'"),
         (MultiONVectorEnv, dict(num_objects=2, num_goals=3), "num_goals must be an int in [1, 2], got 3"),
         (
             MultiONVectorEnv,

@@ -111,9 +111,9 @@ def observe(
     rgb, depth, gps, goal,
 ):  # fmt: skip
     """Write the observation of every env i with ``mask[i]``: ``rgb`` uint8 [N, H, W, 3], ``depth``
-    float32 [N, H, W, 1] (metres), ``gps`` float32 [N, 3] (x forward and y left of the episode's
-    start pose, heading minus the start heading in [-pi, pi)), ``goal`` float32 [N, NUM_COLORS]
-    (one-hot colour of the current goal object)."""
+    float32 [N, H, W, 1] (metres), ``gps`` float32 [N, 3] (x forward and y left of the frame pose
+    ``start[i]``, the episode's or the trial's first start pose, and the heading minus its heading in
+    [-pi, pi)), ``goal`` float32 [N, NUM_COLORS] (one-hot colour of the current goal object)."""
     n_env, h, w, _ = rgb.shape
     f = (w / 2.0) / tan_half
     t_plane, t_obj, plane_color = _row_tables(h, f)

@@ -29,6 +29,7 @@ MAX_RESOLUTION = 256
 MIN_RESOLUTION = 8
 MAX_ROOMS = 4
 SHAPING_MODES = ("episode", "trial")
+GPS_FRAMES = ("episode", "trial")
 RENDER_PANEL = 256  # render(): each panel is about this many pixels high
 
 
@@ -68,11 +69,15 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
         trial_length: int | None,
         render_mode: str | None,
         shaping: str = "episode",
+        gps_frame: str = "episode",
     ) -> None:
         self.num_envs = check_int("num_envs", num_envs, 1)
         if shaping not in SHAPING_MODES:
             raise ValueError(f"shaping must be one of {', '.join(SHAPING_MODES)}, got {shaping!r}")
         self.shaping = shaping
+        if gps_frame not in GPS_FRAMES:
+            raise ValueError(f"gps_frame must be one of {', '.join(GPS_FRAMES)}, got {gps_frame!r}")
+        self.gps_frame = gps_frame
         self.rooms = check_int("rooms", rooms, 1, MAX_ROOMS)
         slots = W.SLOTS_PER_ROOM * self.rooms**2
         self.num_objects = check_int("num_objects", num_objects, 1, W.NUM_COLORS)
@@ -115,6 +120,7 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
             "obj_color": ((k,), np.int32),
             "pose": ((3,), np.float64),
             "start": ((3,), np.float64),
+            "trial_start": ((3,), np.float64),  # pose at the start of the trial's first episode
             "goal_seq": ((self.num_goals,), np.int32),
             "goal_idx": ((), np.int32),
             "path_len": ((), np.float64),
@@ -149,8 +155,9 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
 
     def _observe(self, mask: np.ndarray, obs: dict[str, np.ndarray]) -> None:
         s = self._state
+        frame = s["trial_start"] if self.gps_frame == "trial" else s["start"]  # [N, 3] origin of gps_compass
         R.observe(
-            mask, self.rooms, s["grid"], s["room_tint"], s["obj_pos"], s["obj_color"], s["pose"], s["start"],
+            mask, self.rooms, s["grid"], s["room_tint"], s["obj_pos"], s["obj_color"], s["pose"], frame,
             s["goal_seq"], s["goal_idx"], self.tan_half, obs["rgb"], obs["depth"], obs["gps_compass"], obs["goal"],
         )  # fmt: skip
 
@@ -167,6 +174,7 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
             seed_rng(self._state["rng"], _seed_to_u64(seed))
         super().reset(seed=seed)
         T.reset_all(*self._layout_args())
+        self._state["trial_start"][:] = self._state["start"]
         self._started = True
         obs = self._empty_obs()
         self._observe(self._all, obs)
@@ -215,6 +223,7 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
             charge_jump = self.shaping == "trial"  # charge the jump to the next episode's goal: shaping telescopes over the trial
             potential_before = s["prev_dist"].copy() if charge_jump else None  # [n] distance to the ending episode's goal
             T.autoreset(done, trial_end, *self._layout_args())
+            s["trial_start"][trial_end] = s["start"][trial_end]  # a trial ends only where an episode does
             if charge_jump:
                 jump = done & ~trial_end
                 rewards += np.where(jump, potential_before - s["prev_dist"], 0.0).astype(np.float32)
@@ -293,6 +302,11 @@ class ExtObjNavVectorEnv(Nav3DVectorEnv):
             shaping is potential-based across the trial: returns that span the trial
             (``ppo.gae_cut=trial``) get no distance reward from a ``stop`` that merely re-draws the
             start (the failed stop itself still costs nothing; docs/envs.md).
+        gps_frame: origin of ``gps_compass``. "episode" (default): each episode's start pose, as
+            Habitat's episodic GPS on single-episode tasks. "trial": the trial's first start pose,
+            fixed while the layout is, as in ReLIC's ExtObjNav, where every episode of a trial
+            shares one dataset episode and so one GPS origin: a position seen in one episode can
+            be recalled as coordinates in the next.
     """
 
     task = T.EXT_OBJ_NAV
@@ -310,10 +324,12 @@ class ExtObjNavVectorEnv(Nav3DVectorEnv):
         trial_length: int = 4000,
         render_mode: str | None = None,
         shaping: str = "episode",
+        gps_frame: str = "episode",
     ) -> None:
         super().__init__(
-            num_envs, rooms, num_objects, 1, resolution, fov, episode_length, trial_length, render_mode, shaping
-        )
+            num_envs, rooms, num_objects, 1, resolution, fov, episode_length, trial_length, render_mode, shaping,
+            gps_frame,
+        )  # fmt: skip
 
 
 class MultiONVectorEnv(Nav3DVectorEnv):
@@ -326,6 +342,7 @@ class MultiONVectorEnv(Nav3DVectorEnv):
         num_goals: goals per episode k (1..num_objects).
         episode_length: episodes are truncated after this many steps.
         trial_length: None (one episode per trial) or env steps per trial sharing a layout.
+        gps_frame: as ``ExtObjNavVectorEnv`` (matters only when a trial holds several episodes).
     """
 
     task = T.MULTI_ON
@@ -343,15 +360,9 @@ class MultiONVectorEnv(Nav3DVectorEnv):
         episode_length: int = 1000,
         trial_length: int | None = None,
         render_mode: str | None = None,
+        gps_frame: str = "episode",
     ) -> None:
         super().__init__(
-            num_envs,
-            rooms,
-            num_objects,
-            num_goals,
-            resolution,
-            fov,
-            episode_length,
-            trial_length,
-            render_mode,
-        )
+            num_envs, rooms, num_objects, num_goals, resolution, fov, episode_length, trial_length, render_mode,
+            gps_frame=gps_frame,
+        )  # fmt: skip
