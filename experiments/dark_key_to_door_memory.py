@@ -7,6 +7,8 @@ checkpoint and reports the mean trial return, the mean episode length by its ind
 
     python experiments/dark_key_to_door_memory.py --seeds 0          # trains (about an hour on 2 cores)
     python experiments/dark_key_to_door_memory.py --seeds 0 --plot-only
+    # 512 trials per checkpoint, also at 40M and 60M steps (the newest checkpoint at or before each):
+    python experiments/dark_key_to_door_memory.py --seeds 0 --plot-only --trials 512 --at-steps 40000000 60000000
     # the variant with rollouts spanning whole trials, 30M steps:
     python experiments/dark_key_to_door_memory.py --seeds 0 --tag r500 \
         --override ppo.rollout_length=500 train.total_steps=30000000
@@ -77,6 +79,18 @@ def play_trials(
     return trial_return, lengths, agent.core.cached_tokens(state)
 
 
+def pick_checkpoints(found: list[tuple[int, Path]], at_steps: list[int] | None) -> list[tuple[int, Path]]:
+    """The newest checkpoint at or before each of ``at_steps`` (each once, in step order), then the
+    final one; only the final one when ``at_steps`` is None. ``found`` is ``list_checkpoints``'s
+    ``(step, path)`` list, oldest first and not empty."""
+    picked = {found[-1][0]: found[-1][1]}
+    for target in at_steps or []:
+        earlier = [(step, path) for step, path in found if step <= target]
+        if earlier:
+            picked[earlier[-1][0]] = earlier[-1][1]
+    return sorted(picked.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cores", nargs="+", default=list(CORES), help="memory cores (presets dark_key_to_door_<core>)")
@@ -86,6 +100,9 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="variant name in the run directories, e.g. r500")
     parser.add_argument("--override", nargs="*", default=[], help="config overrides applied to both agents")
     parser.add_argument("--output", type=Path, default=None, help="PNG (default docs/images/dktd_<cores>[-TAG].png)")
+    parser.add_argument("--trials", type=int, default=64, help="fresh trials played per checkpoint (default 64)")
+    parser.add_argument("--at-steps", type=int, nargs="+", default=None,
+                        help="also play the newest checkpoint at or before each of these env steps (default: final only)")
     args = parser.parse_args()
     suffix = f"-{args.tag}" if args.tag else ""
     output = args.output or Path(f"docs/images/dktd_{'_vs_'.join(args.cores)}{suffix}.png")
@@ -108,18 +125,21 @@ def main() -> None:
     for core, dirs in runs.items():
         for seed, d in zip(args.seeds, dirs):
             print(f"| {core} | {seed} | " + " | ".join(f"{final_value(d, c):.2f}" for c in COLUMNS) + " |")
-    print("\nFinal checkpoints, 64 fresh trials each (sampled actions):\n")
-    print("| core | seed | trial return (mean +- s.e.) | episode 1 | episode 2 | episode 3 | episodes 4-8 "
+    print(f"\nCheckpoints, {args.trials} fresh trials each (sampled actions):\n")
+    print("| core | seed | step | trial return (mean +- s.e.) | episode 1 | episode 2 | episode 3 | episodes 4-8 "
           "| tokens held at trial end |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for core, dirs in runs.items():
         for seed, d in zip(args.seeds, dirs):
-            last = list_checkpoints(checkpoint_dir(d))[-1][1]
-            returns, lengths, tokens = play_trials(last)
-            sem = returns.std(ddof=1) / np.sqrt(len(returns))
-            cell = lambda ks, lengths=lengths: f"{np.mean([x for k in ks for x in lengths[k]]):.1f}"  # noqa: E731
-            print(f"| {core} | {seed} | {returns.mean():.2f} +- {sem:.2f} | {cell([0])} | {cell([1])} | {cell([2])} "
-                  f"| {cell(range(3, 8))} | {tokens} |")
+            found = list_checkpoints(checkpoint_dir(d))
+            if not found:
+                raise SystemExit(f"no checkpoints in {checkpoint_dir(d)}")
+            for step, path in pick_checkpoints(found, args.at_steps):
+                returns, lengths, tokens = play_trials(path, num_envs=args.trials)
+                sem = returns.std(ddof=1) / np.sqrt(len(returns))
+                cell = lambda ks, lengths=lengths: f"{np.mean([x for k in ks for x in lengths[k]]):.1f}"  # noqa: E731
+                print(f"| {core} | {seed} | {step:,} | {returns.mean():.2f} +- {sem:.2f} | {cell([0])} | {cell([1])} "
+                      f"| {cell([2])} | {cell(range(3, 8))} | {tokens} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -314,3 +314,24 @@ def test_several_paths_get_one_comparison_plot(runs, tmp_path):
     assert main(args) == 0
     assert plot.stat().st_size > 0
     assert (runs / "memo" / "eval" / "cmp" / "results.json").exists() and (runs / "fct" / "eval" / "cmp" / "results.json").exists()
+
+
+def test_dark_key_to_door_script_plays_chosen_checkpoints(tmp_path):
+    """experiments/dark_key_to_door_memory.py --plot-only --trials N --at-steps S: a row per core for
+    the newest checkpoint at or before S and one for the final checkpoint (docs/results.md)."""
+    from conftest import TINY, run_experiment
+
+    from memo_rl.cli import main
+
+    for core in ("gru", "none"):  # checkpoints every 2 updates of 4 envs x 16 steps: 128, 256, 384
+        assert main(["train", f"dark_key_to_door_{core}", *TINY, f"run.dir={tmp_path / f'{core}-s0'}"]) == 0
+    done = run_experiment("dark_key_to_door_memory.py", "--plot-only", "--root", str(tmp_path), "--trials", "8",
+                          "--at-steps", "200", "--output", str(tmp_path / "curves.png"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    table = done.stdout.split("Checkpoints, 8 fresh trials each (sampled actions):")[1]  # after the curves' table
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith(("| gru", "| none"))]
+    assert [(cells[0], cells[1], cells[2]) for cells in rows] == [
+        ("| gru", "0", "128"), ("| gru", "0", "384"), ("| none", "0", "128"), ("| none", "0", "384")
+    ]
+    assert all(0.0 <= float(cells[3].split(" +- ")[0]) <= 8.0 for cells in rows)  # a 40-step trial returns <= 2 x 4
+    assert (tmp_path / "curves.png").stat().st_size > 0
