@@ -45,7 +45,8 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
 
     Observations (dict of batched arrays): ``rgb`` uint8 [N, H, W, 3], ``depth`` float32
     [N, H, W, 1] (planar depth in metres, clipped to ``MAX_DEPTH``), ``gps_compass`` float32 [N, 3]
-    (position in the episode start's frame, x forward / y left, and heading change in [-pi, pi)),
+    (position in the frame of the episode's start pose, or of the trial's first start pose with
+    ``gps_frame="trial"``: x forward / y left, and heading change in [-pi, pi)),
     ``goal`` float32 [N, 8] (one-hot colour of the current goal object).
     ``get_state``/``set_state`` (de)serialise the complete dynamic state, so a restored env continues
     bit-identically.
