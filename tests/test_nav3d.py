@@ -245,6 +245,22 @@ def test_gps_frame_trial_keeps_the_first_start_as_origin_until_the_trial_ends():
         np.testing.assert_array_equal(trunc_e, trunc_t)
 
 
+def test_state_saved_before_trial_start_existed_still_restores():
+    """A checkpoint's env state without ``trial_start`` (saved before gps_frame) restores, with the
+    episode's start as the trial's origin; every other value comes back as saved."""
+    env = ExtObjNavVectorEnv(2, rooms=2, num_objects=4, resolution=16, gps_frame="trial")
+    env.reset(seed=1)
+    for a in (FWD, LEFT, FWD):
+        env.step(_act(a, 2))
+    old = {key: value for key, value in env.get_state().items() if key != "trial_start"}
+    fresh = ExtObjNavVectorEnv(2, rooms=2, num_objects=4, resolution=16, gps_frame="trial")
+    fresh.set_state(old)
+    restored = fresh.get_state()
+    np.testing.assert_array_equal(restored["trial_start"], old["start"])
+    for key, value in old.items():
+        np.testing.assert_array_equal(restored[key], value)
+
+
 def test_trial_shaping_telescopes_over_the_trial_and_changes_only_episode_ends():
     """shaping="trial": the distance rewards of a trial sum to (first distance - current distance);
     the same actions under "episode" shaping differ only at episode ends inside the trial."""

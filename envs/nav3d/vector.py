@@ -270,6 +270,14 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
         return frames
 
     # ---- state ----------------------------------------------------------------------------------
+    def set_state(self, state: dict[str, Any]) -> None:
+        """As ``BatchedState.set_state``; a state saved before ``trial_start`` existed (checkpoints
+        from before 2026-12-06) takes the episode's start as the trial's, so ``gps_frame="trial"``
+        measures from there until the trial ends."""
+        if "trial_start" not in state and "start" in state:
+            state = {**state, "trial_start": np.asarray(state["start"])}
+        super().set_state(state)
+
     def _check_state(self, new: dict[str, np.ndarray]) -> None:
         g = new["grid"]
         if not (g[:, 0, :].all() and g[:, -1, :].all() and g[:, :, 0].all() and g[:, :, -1].all()):
