@@ -213,6 +213,12 @@ class RunConfig:
     """Run directory; default ``runs/<preset>-<YYYYmmdd-HHMMSS>``."""
     resume: bool = False
     """Continue the run in ``run.dir`` from its newest intact checkpoint."""
+    init_from: str | None = None
+    """Start a new run from the agent weights of this checkpoint file (fine-tuning, curricula:
+    e.g. the same agent on a harder env variant). Only the weights carry over: the optimizer, the
+    step count, the RNG and the trials start fresh. The checkpoint's ``agent.*`` and ``memory.*``
+    settings must equal this run's; the env may differ if its observation and action spaces do
+    not. Ignored when resuming (the run's own checkpoint holds its weights)."""
     log_interval: int = 1
     """Updates between rows of metrics.csv / TensorBoard scalars."""
     checkpoint_interval: int = 10

@@ -29,10 +29,12 @@ from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 from memo_rl.accel import HostToDevice, autocast, autocast_dtype, compile_agent
 from memo_rl.checkpoint import (
     CHECKPOINT_FORMAT,
+    CheckpointError,
     checkpoint_dir,
     checkpoint_path,
     latest_intact_checkpoint,
     list_checkpoints,
+    load_checkpoint,
     numpy_to_tensors,
     prune_checkpoints,
     remove_stale_temp_files,
@@ -102,6 +104,36 @@ class ResolvedRun:
     cfg: ExperimentConfig
     run_dir: Path
     checkpoint: dict[str, Any] | None  # payload to resume from, if any
+    init_model: dict[str, Any] | None = None  # agent weights a new run starts from (run.init_from)
+
+
+# Settings a run started with run.init_from must share with the checkpoint: they shape the weights.
+INIT_FROM_MATCHING = ("agent.", "memory.")
+
+
+def initial_weights(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The agent weights named by ``run.init_from``, after checking that the checkpoint's agent and
+    memory settings equal ``cfg``'s; raise ConfigError (one line) otherwise."""
+    path = Path(cfg.run.init_from)
+    if cfg.algo != "ppo":
+        raise ConfigError(f"run.init_from supports algo=ppo, not algo={cfg.algo}")
+    if not path.is_file():
+        raise ConfigError(f"run.init_from={path}: no such checkpoint file (give a checkpoints/ckpt_*.pt path)")
+    try:
+        payload = load_checkpoint(path)
+    except CheckpointError as err:
+        raise ConfigError(f"run.init_from: {err}") from None
+    theirs = flatten_dict({k: v for k, v in payload["config"].items() if k in ("agent", "memory")})
+    ours = flatten_dict({k: v for k, v in config_to_dict(cfg).items() if k in ("agent", "memory")})
+    for key in sorted(set(theirs) | set(ours)):
+        if key.startswith(INIT_FROM_MATCHING) and theirs.get(key) != ours.get(key):
+            raise ConfigError(
+                f"run.init_from: the checkpoint has {key}={theirs.get(key)!r}, this run {ours.get(key)!r}; "
+                "agent and memory settings must match the checkpoint's"
+            )
+    print(f"[memo-rl] starting from the agent weights of {path} (its step {payload['global_step']:,}); "
+          "fresh optimizer, step 0", file=sys.stderr)
+    return payload["model"]
 
 
 def resolve_run(preset: str | None, overrides: list[str]) -> ResolvedRun:
@@ -114,7 +146,7 @@ def resolve_run(preset: str | None, overrides: list[str]) -> ResolvedRun:
                 f"run directory '{run_dir}' already holds a run; pass run.resume=true to continue it or choose another run.dir"
             )
         cfg.run.dir = str(run_dir)
-        return ResolvedRun(cfg, run_dir, None)
+        return ResolvedRun(cfg, run_dir, None, initial_weights(cfg) if cfg.run.init_from else None)
 
     if not cfg.run.dir:
         raise ConfigError("run.resume=true needs run.dir=PATH (the run to continue)")
@@ -122,7 +154,7 @@ def resolve_run(preset: str | None, overrides: list[str]) -> ResolvedRun:
     stored_path = run_dir / "config.yaml"
     if not stored_path.exists():
         print(f"[memo-rl] {run_dir} holds no run yet: starting a new one there", file=sys.stderr)
-        return ResolvedRun(cfg, run_dir, None)
+        return ResolvedRun(cfg, run_dir, None, initial_weights(cfg) if cfg.run.init_from else None)
     stored = yaml.safe_load(stored_path.read_text())
     resumed = config_from_dict(stored)
     if preset is not None and stored.get("preset") not in (None, Path(preset).stem):
@@ -140,7 +172,7 @@ def resolve_run(preset: str | None, overrides: list[str]) -> ResolvedRun:
     found = latest_intact_checkpoint(checkpoint_dir(run_dir))
     if found is None:
         print(f"[memo-rl] no intact checkpoint in {run_dir}: restarting that run from step 0", file=sys.stderr)
-        return ResolvedRun(merged, run_dir, None)
+        return ResolvedRun(merged, run_dir, None, initial_weights(merged) if merged.run.init_from else None)
     path, payload = found
     print(f"[memo-rl] resuming {run_dir} from {path.name} (step {payload['global_step']:,})", file=sys.stderr)
     return ResolvedRun(merged, run_dir, payload)
@@ -348,8 +380,10 @@ class Trainer:
 
     def __init__(
         self, cfg: ExperimentConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None,
-        dist: DistContext | None = None,
+        dist: DistContext | None = None, init_model: dict[str, Any] | None = None,
     ) -> None:
+        """``checkpoint`` resumes a run exactly; ``init_model`` (agent weights, new runs only; rank 0's
+        reach the other ranks with the first weight broadcast) starts a new run from trained weights."""
         from memo_rl import registry
 
         self.cfg, self.run_dir = cfg, Path(run_dir)
@@ -365,6 +399,12 @@ class Trainer:
         self.h2d = HostToDevice(self.device)
         self.to_tensor = lambda obs: self.h2d.observation(obs, self.obs_space)  # noqa: E731
         self.agent = registry.make_agent(cfg, self.obs_space, self.env.single_action_space).to(self.device)
+        if init_model is not None and checkpoint is None:
+            try:
+                self.agent.load_state_dict(init_model)
+            except RuntimeError as err:  # same settings, other spaces: the shapes tell
+                first = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err))
+                raise ConfigError(f"run.init_from: the checkpoint's weights do not fit this env's agent ({first})") from None
         self.amp_dtype = autocast_dtype(cfg.train.amp, self.agent.core, self.device)
         if cfg.train.compile:
             compile_agent(self.agent)
@@ -663,7 +703,7 @@ def run_training(preset: str | None, overrides: list[str]) -> dict[str, Any]:
             from memo_rl.sb3_baselines import run_sb3_training
 
             return run_sb3_training(resolved.cfg, resolved.run_dir, resolved.checkpoint)
-        trainer = Trainer(resolved.cfg, resolved.run_dir, resolved.checkpoint, dist_ctx)
+        trainer = Trainer(resolved.cfg, resolved.run_dir, resolved.checkpoint, dist_ctx, resolved.init_model)
         cfg = resolved.cfg
         if dist_ctx.is_main:
             resolved.run_dir.mkdir(parents=True, exist_ok=True)

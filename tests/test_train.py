@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import read_metrics
 
 from memo_rl.checkpoint import list_checkpoints, load_checkpoint
 from memo_rl.cli import main
 from memo_rl.config import build_config
-from memo_rl.train import Trainer
+from memo_rl.train import Trainer, resolve_run
 from memo_rl.types import AgentInputs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -237,6 +238,50 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, args, messa
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not run_dir.exists()
+
+
+def test_init_from_starts_a_new_run_from_the_checkpoint_weights(tmp_path, tiny, capsys):
+    """run.init_from carries the agent weights and nothing else: step 0, a fresh optimizer, and a
+    run that then trains on from those weights (a different env variant is allowed)."""
+    source = tmp_path / "source"
+    assert main(["train", *tiny, f"run.dir={source}"]) == 0
+    ckpt = source / "checkpoints" / "ckpt_000000000384.pt"
+    weights = load_checkpoint(ckpt)["model"]
+    # The same agent on a variant of the env (longer episodes): the weights fit.
+    variant = [*tiny[:2], "env.kwargs.episode_length=20", *tiny[3:], f"run.init_from={ckpt}"]
+    resolved = resolve_run(None, [*variant, f"run.dir={tmp_path / 'tuned'}"])
+    trainer = Trainer(resolved.cfg, resolved.run_dir, resolved.checkpoint, init_model=resolved.init_model)
+    assert trainer.global_step == 0 and trainer.optimizer.state_dict()["state"] == {}
+    for name, value in trainer.agent.state_dict().items():
+        assert torch.equal(value, weights[name]), name
+    assert "starting from the agent weights of" in capsys.readouterr().err
+
+    assert main(["train", *variant, f"run.dir={tmp_path / 'tuned'}"]) == 0
+    assert main(["train", *variant[:-1], f"run.dir={tmp_path / 'fresh'}"]) == 0
+    tuned, fresh = read_metrics(tmp_path / "tuned"), read_metrics(tmp_path / "fresh")
+    assert int(tuned[0]["global_step"]) == 64 and len(tuned) == len(fresh) == 6
+    # Same seed and env: only the starting weights differ, and the first rollout shows it.
+    assert tuned[0]["entropy"] != fresh[0]["entropy"]
+    assert yaml.safe_load((tmp_path / "tuned" / "config.yaml").read_text())["run"]["init_from"] == str(ckpt)
+
+
+def test_init_from_rejects_what_does_not_fit_in_one_line(tmp_path, tiny, capsys):
+    source = tmp_path / "source"
+    assert main(["train", *tiny, "train.total_steps=128", f"run.dir={source}"]) == 0
+    ckpt = source / "checkpoints" / "ckpt_000000000128.pt"
+    cases = [
+        ([f"run.init_from={tmp_path / 'nope.pt'}"], "no such checkpoint file"),
+        ([f"run.init_from={ckpt}", "agent.hidden_size=32"], "the checkpoint has agent.hidden_size=16, this run 32"),
+        ([f"run.init_from={ckpt}", "memory.core=lstm"], "the checkpoint has memory.core='gru', this run 'lstm'"),
+        ([f"run.init_from={ckpt}", "env.id=memo_rl/DarkRoom-v0"], "do not fit this env's agent"),
+    ]
+    capsys.readouterr()
+    for extra, message in cases:
+        run_dir = tmp_path / "run"
+        assert main(["train", *tiny, *extra, f"run.dir={run_dir}"]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1] and err[-1].startswith("memo-rl: error"), (extra, err)
+        assert not run_dir.exists()
 
 
 def test_generic_gymnasium_env_trains(tmp_path):
