@@ -107,8 +107,8 @@ class ResolvedRun:
     init_model: dict[str, Any] | None = None  # agent weights a new run starts from (run.init_from)
 
 
-# Settings a run started with run.init_from must share with the checkpoint: they shape the weights.
-INIT_FROM_MATCHING = ("agent.", "memory.")
+# Config sections a run started with run.init_from must share with the checkpoint: they shape the weights.
+INIT_FROM_MATCHING = ("agent", "memory")
 
 
 def initial_weights(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -123,10 +123,10 @@ def initial_weights(cfg: ExperimentConfig) -> dict[str, Any]:
         payload = load_checkpoint(path)
     except CheckpointError as err:
         raise ConfigError(f"run.init_from: {err}") from None
-    theirs = flatten_dict({k: v for k, v in payload["config"].items() if k in ("agent", "memory")})
-    ours = flatten_dict({k: v for k, v in config_to_dict(cfg).items() if k in ("agent", "memory")})
+    theirs = flatten_dict({section: payload["config"].get(section, {}) for section in INIT_FROM_MATCHING})
+    ours = flatten_dict({section: config_to_dict(cfg)[section] for section in INIT_FROM_MATCHING})
     for key in sorted(set(theirs) | set(ours)):
-        if key.startswith(INIT_FROM_MATCHING) and theirs.get(key) != ours.get(key):
+        if theirs.get(key) != ours.get(key):
             raise ConfigError(
                 f"run.init_from: the checkpoint has {key}={theirs.get(key)!r}, this run {ours.get(key)!r}; "
                 "agent and memory settings must match the checkpoint's"

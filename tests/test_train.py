@@ -248,7 +248,7 @@ def test_init_from_starts_a_new_run_from_the_checkpoint_weights(tmp_path, tiny, 
     ckpt = source / "checkpoints" / "ckpt_000000000384.pt"
     weights = load_checkpoint(ckpt)["model"]
     # The same agent on a variant of the env (longer episodes): the weights fit.
-    variant = [*tiny[:2], "env.kwargs.episode_length=20", *tiny[3:], f"run.init_from={ckpt}"]
+    variant = [*tiny, "env.kwargs.episode_length=20", f"run.init_from={ckpt}"]
     resolved = resolve_run(None, [*variant, f"run.dir={tmp_path / 'tuned'}"])
     trainer = Trainer(resolved.cfg, resolved.run_dir, resolved.checkpoint, init_model=resolved.init_model)
     assert trainer.global_step == 0 and trainer.optimizer.state_dict()["state"] == {}
