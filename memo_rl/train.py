@@ -111,9 +111,11 @@ class ResolvedRun:
 INIT_FROM_MATCHING = ("agent", "memory")
 
 
-def initial_weights(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The agent weights named by ``run.init_from``, after checking that the checkpoint's agent and
-    memory settings equal ``cfg``'s; raise ConfigError (one line) otherwise."""
+def initial_weights(cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """The agent weights named by ``run.init_from`` (None when it is not set), after checking that the
+    checkpoint's agent and memory settings equal ``cfg``'s; raise ConfigError (one line) otherwise."""
+    if not cfg.run.init_from:
+        return None
     path = Path(cfg.run.init_from)
     if cfg.algo != "ppo":
         raise ConfigError(f"run.init_from supports algo=ppo, not algo={cfg.algo}")
@@ -146,7 +148,7 @@ def resolve_run(preset: str | None, overrides: list[str]) -> ResolvedRun:
                 f"run directory '{run_dir}' already holds a run; pass run.resume=true to continue it or choose another run.dir"
             )
         cfg.run.dir = str(run_dir)
-        return ResolvedRun(cfg, run_dir, None, initial_weights(cfg) if cfg.run.init_from else None)
+        return ResolvedRun(cfg, run_dir, None, initial_weights(cfg))
 
     if not cfg.run.dir:
         raise ConfigError("run.resume=true needs run.dir=PATH (the run to continue)")
@@ -154,7 +156,7 @@ def resolve_run(preset: str | None, overrides: list[str]) -> ResolvedRun:
     stored_path = run_dir / "config.yaml"
     if not stored_path.exists():
         print(f"[memo-rl] {run_dir} holds no run yet: starting a new one there", file=sys.stderr)
-        return ResolvedRun(cfg, run_dir, None, initial_weights(cfg) if cfg.run.init_from else None)
+        return ResolvedRun(cfg, run_dir, None, initial_weights(cfg))
     stored = yaml.safe_load(stored_path.read_text())
     resumed = config_from_dict(stored)
     if preset is not None and stored.get("preset") not in (None, Path(preset).stem):
@@ -172,7 +174,7 @@ def resolve_run(preset: str | None, overrides: list[str]) -> ResolvedRun:
     found = latest_intact_checkpoint(checkpoint_dir(run_dir))
     if found is None:
         print(f"[memo-rl] no intact checkpoint in {run_dir}: restarting that run from step 0", file=sys.stderr)
-        return ResolvedRun(merged, run_dir, None, initial_weights(merged) if merged.run.init_from else None)
+        return ResolvedRun(merged, run_dir, None, initial_weights(merged))
     path, payload = found
     print(f"[memo-rl] resuming {run_dir} from {path.name} (step {payload['global_step']:,})", file=sys.stderr)
     return ResolvedRun(merged, run_dir, payload)
@@ -399,7 +401,7 @@ class Trainer:
         self.h2d = HostToDevice(self.device)
         self.to_tensor = lambda obs: self.h2d.observation(obs, self.obs_space)  # noqa: E731
         self.agent = registry.make_agent(cfg, self.obs_space, self.env.single_action_space).to(self.device)
-        if init_model is not None and checkpoint is None:
+        if init_model is not None:
             try:
                 self.agent.load_state_dict(init_model)
             except RuntimeError as err:  # same settings, other spaces: the shapes tell
