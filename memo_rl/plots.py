@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -90,12 +91,21 @@ def plot_learning_curves(
     return _save(fig, output, title)
 
 
+def fit_title(title: str, width_inches: float, font_size: float) -> str:
+    """``title`` broken at spaces into lines that fit a figure ``width_inches`` wide at
+    ``font_size`` points (a character taken as 0.6 em), so a long sweep title is not cut off at the
+    figure's edges. A word longer than a line stays whole."""
+    chars_per_line = max(20, int(width_inches * 72 / (0.6 * font_size)))
+    return textwrap.fill(title, width=chars_per_line, break_long_words=False, break_on_hyphens=False)
+
+
 def _save(fig, output: Path, title: str | None) -> Path:
     """Title, lay out and write ``fig`` as a PNG (creating the folder), then close it."""
     import matplotlib.pyplot as plt
 
     if title:
-        fig.suptitle(title)
+        title_size = 1.2 * plt.rcParams["font.size"]  # suptitle's default size, "large"
+        fig.suptitle(fit_title(title, fig.get_figwidth(), title_size), fontsize=title_size)
     fig.tight_layout()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

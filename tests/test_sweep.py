@@ -196,3 +196,14 @@ def test_curve_labels_lose_the_prefix_every_method_shares(labels, prefix, rest):
     from memo_rl.plots import strip_common_prefix
 
     assert strip_common_prefix(labels) == (prefix, rest)
+
+
+def test_a_long_curve_title_breaks_into_lines_that_fit_the_figure():
+    from memo_rl.plots import fit_title
+
+    title = "dark_key_to_door_long: trial_return_mean (preset-dark_key_to_door_long_*)"
+    fitted = fit_title(title, width_inches=5.5, font_size=12.0)  # 5.5 in at 12 pt: 55 characters a line
+    assert fitted.split("\n") == ["dark_key_to_door_long: trial_return_mean", "(preset-dark_key_to_door_long_*)"]
+    assert fit_title("memo: trial_return_mean", 5.5, 12.0) == "memo: trial_return_mean"  # short titles stay whole
+    word = "preset-" + "x" * 80  # a word wider than the figure is kept whole, not split mid-name
+    assert fit_title(f"a {word}", 5.5, 12.0) == f"a\n{word}"
