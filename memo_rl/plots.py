@@ -102,10 +102,11 @@ def fit_title(title: str, width_inches: float, font_size: float) -> str:
 def _save(fig, output: Path, title: str | None) -> Path:
     """Title, lay out and write ``fig`` as a PNG (creating the folder), then close it."""
     import matplotlib.pyplot as plt
+    from matplotlib.font_manager import FontProperties
 
     if title:
-        title_size = 1.2 * plt.rcParams["font.size"]  # suptitle's default size, "large"
-        fig.suptitle(fit_title(title, fig.get_figwidth(), title_size), fontsize=title_size)
+        title_points = FontProperties(size=plt.rcParams["figure.titlesize"]).get_size_in_points()  # suptitle's size
+        fig.suptitle(fit_title(title, fig.get_figwidth(), title_points))
     fig.tight_layout()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
