@@ -30,8 +30,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
+from minigrid.wrappers import RGBImgPartialObsWrapper
 
-__all__ = ["CueInViewAtStart", "NavigationActions", "SuccessInfo", "SymbolicOneHot"]
+__all__ = ["CueInViewAtStart", "LargeTileRGBView", "NavigationActions", "SuccessInfo", "SymbolicOneHot"]
 
 # Channel blocks of the one-hot view: object types, then colours, then door states.
 ONE_HOT_CHANNELS = len(OBJECT_TO_IDX) + len(COLOR_TO_IDX) + len(STATE_TO_IDX)
@@ -79,6 +80,17 @@ class SymbolicOneHot(gym.ObservationWrapper):
         one_hot = np.zeros((*image.shape[:2], ONE_HOT_CHANNELS), dtype=np.uint8)  # [H, W, 20]
         np.put_along_axis(one_hot, channel, 1, axis=-1)
         return {**obs, "image": one_hot}
+
+
+class LargeTileRGBView(RGBImgPartialObsWrapper):
+    """MiniGrid's RGB partial view drawn with 28-pixel tiles: 84x84 for a 3x3 view, the input the
+    recurrent-PPO baselines on the Memory tasks feed their CNN (MiniGrid's own default is 8-pixel
+    tiles, 24x24). Replaces ``image`` in the observation dict, like the wrapper it extends."""
+
+    TILE_SIZE = 28
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env, tile_size=self.TILE_SIZE)
 
 
 class NavigationActions(gym.ActionWrapper):

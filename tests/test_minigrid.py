@@ -299,3 +299,27 @@ def test_recall_trains_on_the_one_hot_view_and_the_cue_probe_reads_the_run(tmp_p
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "episodes, success" in lines[0] and lines[1].startswith("  step  0: ")
+
+
+def test_large_tile_rgb_view_draws_the_3x3_view_at_84x84_with_the_cue_beside_the_agent():
+    """LargeTileRGBView: the 3x3 view in 28-pixel tiles. With the cue in view at the start (north of
+    the agent, which faces east), the cue's green fills part of the view's bottom-left tile, the
+    cell on the agent's left, and no other tile holds that green."""
+    import numpy as np
+
+    cfg = build_config("env/minigrid_memory_s7", [
+        "env.num_envs=4", "env.vectorization=sync",
+        "env.wrappers=[envs.minigrid:CueInViewAtStart,envs.minigrid:LargeTileRGBView]"])
+    env = registry.make_vector_env(cfg.env)
+    try:
+        assert env.single_observation_space["image"].shape == (84, 84, 3)
+        obs, _ = env.reset(seed=0)
+        image = obs["image"][0]  # [84, 84, 3]: rows top (far) to bottom (the agent's row)
+        tiles = image.reshape(3, 28, 3, 28, 3).transpose(0, 2, 1, 3, 4)  # [84, 84, 3] -> [3, 3, 28, 28, 3] tiles
+        # MiniGrid's green objects, lightened like every visible cell of the view: about (76, 255, 76)
+        green = (tiles[..., 1] > 200) & (tiles[..., 0] < 120) & (tiles[..., 2] < 120)
+        counts = green.sum(axis=(2, 3))  # [3, 3] green pixels per tile
+        assert counts[2, 0] > 50
+        assert np.count_nonzero(counts) == 1
+    finally:
+        env.close()
