@@ -16,6 +16,9 @@ MiniGrid gives every task its 7 actions (left, right, forward, pickup, drop, tog
 Memory tasks the last four do nothing. :class:`NavigationActions` keeps the first three, as memory
 benchmarks built on these tasks do, so exploration is not spent mostly on no-ops.
 
+:class:`LargeTileRGBView` draws the RGB partial view in 28-pixel tiles (84x84 for a 3x3 view), the
+input that recurrent-PPO baselines on these tasks give their CNN, for comparisons with them.
+
 :class:`CueInViewAtStart` is a diagnostic variant of the Memory tasks, not a benchmark: every
 episode starts next to the cue, so the cue is in view at the first step and the exploration part
 of the task is gone; what is left is remembering the cue along the hallway and comparing it with
