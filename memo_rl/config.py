@@ -105,6 +105,9 @@ class MemoryConfig:
     chrono_timescale: int | None = None
     """gru/lstm: chrono initialisation of the gate biases, so units start keeping their state for
     2..T steps (uniform) instead of about 2; e.g. the trial length. None: PyTorch's init."""
+    orthogonal_gain: float | None = None
+    """gru/lstm: orthogonal init of the weight matrices with this gain and zero biases (e.g. 1.414,
+    the recurrent-ppo-truncated-bptt recipe). None: PyTorch's init."""
     read: str | None = None
     """memo: how a step reads the summaries, ``full`` (attention to every summary token) or ``hcam``
     (the top_k most relevant summary blocks through hierarchical chunk attention)."""

@@ -80,7 +80,7 @@ def test_registry_and_build_errors():
         build_memory_core("gru", D, segment_length=4)
     with pytest.raises(ValueError, match=r"'n_layers'.*'none'.*accepted options: \(none\)"):
         build_memory_core("none", D, n_layers=2)
-    assert core_option_names("lstm") == ("n_layers", "chrono_timescale")
+    assert core_option_names("lstm") == ("n_layers", "chrono_timescale", "orthogonal_gain")
     assert core_option_names("none") == ()
     with pytest.raises(ValueError, match="unknown memory core"):
         core_option_names("nope")
@@ -391,3 +391,38 @@ def test_chrono_init_keeps_step_sequence_equivalence_and_rejects_bad_values(name
     assert "chrono_timescale" in core_option_names(name)
     with pytest.raises(ValueError, match="chrono_timescale must be an integer >= 2"):
         build_memory_core(name, D, chrono_timescale=1)
+
+
+# ------------------------------------------------------------------------------ orthogonal initialisation
+
+
+@pytest.mark.parametrize("name,n_layers", RNN_CASES)
+def test_orthogonal_init_sets_every_singular_value_to_the_gain_and_biases_to_zero(name, n_layers):
+    gain = 2**0.5
+    core = build_memory_core(name, D, n_layers=n_layers, orthogonal_gain=gain)
+    gates = 3 if name == "gru" else 4
+    for layer in range(n_layers):
+        for kind in ("weight_ih", "weight_hh"):
+            w = getattr(core.rnn, f"{kind}_l{layer}")  # [gates * D, D], the gates stacked
+            assert w.shape == (gates * D, D)
+            torch.testing.assert_close(torch.linalg.svdvals(w), torch.full((D,), gain), atol=1e-5, rtol=0)
+        for kind in ("bias_ih", "bias_hh"):
+            assert torch.count_nonzero(getattr(core.rnn, f"{kind}_l{layer}")) == 0
+    assert "orthogonal_gain=1.41421" in repr(core)
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+def test_orthogonal_init_leaves_chrono_biases_and_step_sequence_equivalence(name):
+    torch.manual_seed(0)
+    core = build_memory_core(name, D, n_layers=2, orthogonal_gain=1.5, chrono_timescale=64).eval()
+    keep = core.rnn.bias_ih_l0[D : 2 * D]  # the keep gate's biases: chrono's, written after the zeros
+    assert keep.min() >= 0.0 and keep.max() > 1.0
+    x, resets = inputs(), reset_patterns()["some_envs"]
+    with torch.no_grad():
+        y_seq, s_seq = core.forward_sequence(x, core.initial_state(N), resets)
+        y_step, s_step = run_steps(core, x, resets)
+    torch.testing.assert_close(y_seq, y_step, atol=1e-5, rtol=0)
+    assert_states_close(s_seq, s_step)
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match=f"orthogonal_gain must be a number > 0, got {bad}"):
+            build_memory_core(name, D, orthogonal_gain=bad)
