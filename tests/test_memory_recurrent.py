@@ -71,6 +71,16 @@ def assert_states_close(a, b, atol=1e-5):
 # ---------------------------------------------------------------------------------------- registry
 
 
+def assert_step_matches_sequence(core: MemoryCore) -> None:
+    """``forward_sequence`` from the initial state equals stepping, under the ``some_envs`` resets."""
+    x, resets = inputs(), reset_patterns()["some_envs"]
+    with torch.no_grad():
+        y_seq, s_seq = core.forward_sequence(x, core.initial_state(N), resets)
+        y_step, s_step = run_steps(core, x, resets)
+    torch.testing.assert_close(y_seq, y_step, atol=1e-5, rtol=0)
+    assert_states_close(s_seq, s_step)
+
+
 def test_registry_and_build_errors():
     assert {"none", "gru", "lstm"} <= set(CORE_NAMES)
     assert CORE_NAMES == core_names()[: len(CORE_NAMES)]
@@ -382,12 +392,7 @@ def test_chrono_init_carries_gradient_across_an_episode(name):
 def test_chrono_init_keeps_step_sequence_equivalence_and_rejects_bad_values(name):
     torch.manual_seed(0)
     core = build_memory_core(name, D, n_layers=2, chrono_timescale=64).eval()
-    x, resets = inputs(), reset_patterns()["some_envs"]
-    with torch.no_grad():
-        y_seq, s_seq = core.forward_sequence(x, core.initial_state(N), resets)
-        y_step, s_step = run_steps(core, x, resets)
-    torch.testing.assert_close(y_seq, y_step, atol=1e-5, rtol=0)
-    assert_states_close(s_seq, s_step)
+    assert_step_matches_sequence(core)
     assert "chrono_timescale" in core_option_names(name)
     with pytest.raises(ValueError, match="chrono_timescale must be an integer >= 2"):
         build_memory_core(name, D, chrono_timescale=1)
@@ -417,12 +422,7 @@ def test_orthogonal_init_leaves_chrono_biases_and_step_sequence_equivalence(name
     core = build_memory_core(name, D, n_layers=2, orthogonal_gain=1.5, chrono_timescale=64).eval()
     keep = core.rnn.bias_ih_l0[D : 2 * D]  # the keep gate's biases: chrono's, written after the zeros
     assert keep.min() >= 0.0 and keep.max() > 1.0
-    x, resets = inputs(), reset_patterns()["some_envs"]
-    with torch.no_grad():
-        y_seq, s_seq = core.forward_sequence(x, core.initial_state(N), resets)
-        y_step, s_step = run_steps(core, x, resets)
-    torch.testing.assert_close(y_seq, y_step, atol=1e-5, rtol=0)
-    assert_states_close(s_seq, s_step)
+    assert_step_matches_sequence(core)
     for bad in (0, -1.0):
         with pytest.raises(ValueError, match=f"orthogonal_gain must be a number > 0, got {bad}"):
             build_memory_core(name, D, orthogonal_gain=bad)

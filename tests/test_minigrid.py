@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from memo_rl import registry
@@ -305,8 +306,6 @@ def test_large_tile_rgb_view_draws_the_3x3_view_at_84x84_with_the_cue_beside_the
     """LargeTileRGBView: the 3x3 view in 28-pixel tiles. With the cue in view at the start (north of
     the agent, which faces east), the cue's green fills part of the view's bottom-left tile, the
     cell on the agent's left, and no other tile holds that green."""
-    import numpy as np
-
     cfg = build_config("env/minigrid_memory_s7", [
         "env.num_envs=4", "env.vectorization=sync",
         "env.wrappers=[envs.minigrid:CueInViewAtStart,envs.minigrid:LargeTileRGBView]"])
