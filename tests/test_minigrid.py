@@ -39,7 +39,6 @@ def test_one_hot_view_decodes_to_minigrids_symbolic_view_and_separates_key_from_
     indices of MiniGrid's own view; after the encoder's bounds scaling, a key and a ball differ by
     a whole unit (with the declared 0..255 bounds they differed by 1/255)."""
     import gymnasium as gym
-    import numpy as np
     from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 
     from envs.minigrid import ONE_HOT_CHANNELS, SymbolicOneHot
@@ -173,7 +172,6 @@ def test_success_flag_is_zero_on_timeout_and_absent_mid_episode():
 
 def test_vector_envs_report_minigrid_success(tmp_path):
     """The success flag reaches the trainer's metrics through gymnasium's vector env (final_info)."""
-    import numpy as np
 
     cfg = build_config("env/minigrid_memory_s7", ["env.num_envs=4", "env.vectorization=sync"])
     env = registry.make_vector_env(cfg.env)
@@ -231,7 +229,6 @@ BENCHMARK_SETUP = ["env.num_envs=4", "env.vectorization=sync", "env.kwargs.max_e
 def test_navigation_actions_and_a_time_limit_through_the_config():
     """The setup memory benchmarks use on these tasks: 3 actions, episodes cut at 96 steps
     (``env.kwargs.max_episode_steps`` reaches gymnasium's TimeLimit); a cut episode is a failure."""
-    import numpy as np
 
     cfg = build_config("env/minigrid_memory_s13random", [
         *BENCHMARK_SETUP, "env.wrappers=[envs.minigrid:SymbolicOneHot,envs.minigrid:NavigationActions]"])
