@@ -9,6 +9,10 @@ preset at one shared budget, 1 torch thread per cell:
 
 Cheapest methods run first, so an interrupted sweep keeps whole methods; re-running resumes the
 unfinished cells from their checkpoints.
+
+Each cell keeps only its 3 newest checkpoints: an ``hcam`` checkpoint holds the running trials'
+inputs for the memory refresh and takes 1-2.5 GB, so keeping all of them filled a 250 GB disk
+(docs/results.md, HCAM section). The report reads ``metrics.csv``, not the checkpoints.
 """
 
 from memo_rl.sweep import Sweep
@@ -18,5 +22,6 @@ METHODS = ["none", "gru", "memo", "memo_hcam", "hcam"]
 SWEEP = Sweep(
     grid={"preset": [f"dark_key_to_door_long_{m}" for m in METHODS]},
     seeds=[0, 1, 2],
-    overrides=["train.total_steps=3000000", "train.threads=1", "run.checkpoint_interval=20"],
+    overrides=["train.total_steps=3000000", "train.threads=1", "run.checkpoint_interval=20",
+               "run.keep_checkpoints=3"],
 )
