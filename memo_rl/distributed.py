@@ -136,6 +136,14 @@ def _rank_device(device_name: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def wait_for_all_ranks(ctx: DistContext) -> None:
+    """Barrier on a successful finish: no rank tears the group down while a peer is still inside a
+    collective (gloo's worker threads can abort a rank whose peer has already closed its pairs).
+    Not for the error path: a rank that raised would leave its peers waiting for the timeout."""
+    if ctx.active and dist.is_initialized():
+        dist.barrier()
+
+
 def shutdown(ctx: DistContext) -> None:
     """Leave the process group (after the last collective)."""
     if ctx.active and dist.is_initialized():

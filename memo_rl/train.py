@@ -58,6 +58,7 @@ from memo_rl.distributed import (
     rank_seed,
     shutdown,
     update_model,
+    wait_for_all_ranks,
 )
 from memo_rl.logging import RunLogger, flatten_dict
 from memo_rl.ppo import (
@@ -718,6 +719,7 @@ def run_training(preset: str | None, overrides: list[str]) -> dict[str, Any]:
             )
             print(f"[memo-rl] agent: {trainer.agent.describe()}", flush=True)
         summary = trainer.train()
+        wait_for_all_ranks(dist_ctx)
         if dist_ctx.is_main:
             print(f"[memo-rl] done: {summary['env_steps']:,} steps in {summary['wall_seconds']:.0f}s; "
                   f"run in {resolved.run_dir}")
