@@ -11,8 +11,8 @@ Cheapest methods run first, so an interrupted sweep keeps whole methods; re-runn
 unfinished cells from their checkpoints.
 
 Each cell keeps only its 3 newest checkpoints: an ``hcam`` checkpoint holds the running trials'
-inputs for the memory refresh and takes 1-2.5 GB; keeping all of them (about 12 GB a cell) filled the disk
-(docs/results.md, HCAM section). The report reads ``metrics.csv``, not the checkpoints.
+inputs for the memory refresh and takes 1-2.5 GB; keeping all of them (about 12 GB a cell) filled
+the disk (docs/results.md, HCAM section). The report reads ``metrics.csv``, not the checkpoints.
 """
 
 from memo_rl.sweep import Sweep

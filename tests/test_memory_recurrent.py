@@ -68,9 +68,6 @@ def assert_states_close(a, b, atol=1e-5):
         torch.testing.assert_close(u, v, atol=atol, rtol=0)
 
 
-# ---------------------------------------------------------------------------------------- registry
-
-
 def assert_step_matches_sequence(core: MemoryCore) -> None:
     """``forward_sequence`` from the initial state equals stepping, under the ``some_envs`` resets."""
     x, resets = inputs(), reset_patterns()["some_envs"]
@@ -79,6 +76,9 @@ def assert_step_matches_sequence(core: MemoryCore) -> None:
         y_step, s_step = run_steps(core, x, resets)
     torch.testing.assert_close(y_seq, y_step, atol=1e-5, rtol=0)
     assert_states_close(s_seq, s_step)
+
+
+# ---------------------------------------------------------------------------------------- registry
 
 
 def test_registry_and_build_errors():
@@ -129,12 +129,7 @@ def test_register_core_as_decorator_and_default_step():
     try:
         assert core_option_names(name) == ("scale",)
         core = build_memory_core(name, D, scale=2.0)
-        resets = reset_patterns()["some_envs"]
-        x = inputs()
-        y_seq, s_seq = core.forward_sequence(x, core.initial_state(N), resets)
-        y_step, s_step = run_steps(core, x, resets)
-        torch.testing.assert_close(y_seq, y_step)
-        torch.testing.assert_close(s_seq, s_step)
+        assert_step_matches_sequence(core)
     finally:
         from memo_rl.memory import base
 

@@ -172,7 +172,6 @@ def test_success_flag_is_zero_on_timeout_and_absent_mid_episode():
 
 def test_vector_envs_report_minigrid_success(tmp_path):
     """The success flag reaches the trainer's metrics through gymnasium's vector env (final_info)."""
-
     cfg = build_config("env/minigrid_memory_s7", ["env.num_envs=4", "env.vectorization=sync"])
     env = registry.make_vector_env(cfg.env)
     rng = np.random.default_rng(0)
@@ -229,7 +228,6 @@ BENCHMARK_SETUP = ["env.num_envs=4", "env.vectorization=sync", "env.kwargs.max_e
 def test_navigation_actions_and_a_time_limit_through_the_config():
     """The setup memory benchmarks use on these tasks: 3 actions, episodes cut at 96 steps
     (``env.kwargs.max_episode_steps`` reaches gymnasium's TimeLimit); a cut episode is a failure."""
-
     cfg = build_config("env/minigrid_memory_s13random", [
         *BENCHMARK_SETUP, "env.wrappers=[envs.minigrid:SymbolicOneHot,envs.minigrid:NavigationActions]"])
     env = registry.make_vector_env(cfg.env)
