@@ -27,12 +27,17 @@ def _layer_init(layer: nn.Linear, gain: float) -> nn.Linear:
     return layer
 
 
-def _head(d_in: int, hidden: int, d_out: int, out_gain: float) -> nn.Module:
+_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}  # keys: memo_rl.config.HEAD_ACTIVATIONS
+
+
+def _hidden_layer(d_in: int, d_out: int, activation: str) -> nn.Module:
+    return nn.Sequential(_layer_init(nn.Linear(d_in, d_out), 2**0.5), _ACTIVATIONS[activation]())
+
+
+def _head(d_in: int, hidden: int, d_out: int, out_gain: float, activation: str) -> nn.Module:
     if hidden == 0:
         return _layer_init(nn.Linear(d_in, d_out), out_gain)
-    return nn.Sequential(
-        _layer_init(nn.Linear(d_in, hidden), 2**0.5), nn.Tanh(), _layer_init(nn.Linear(hidden, d_out), out_gain)
-    )
+    return nn.Sequential(_hidden_layer(d_in, hidden, activation), _layer_init(nn.Linear(hidden, d_out), out_gain))
 
 
 class ActorCritic(nn.Module):
@@ -45,6 +50,13 @@ class ActorCritic(nn.Module):
         hidden_size: encoder width.
         use_prev_action / use_prev_reward / use_episode_start: which extra inputs are fed.
         head_hidden: hidden width of the heads (0 = linear heads).
+        head_trunk: width of one hidden layer shared by both heads, between the core and them
+            (0 = none: each head reads the core directly).
+        head_activation: activation of the head and trunk hidden layers, ``tanh`` or ``relu``.
+        policy_gain: orthogonal-init gain of the policy's output layer (small = near-uniform start).
+        input_proj: project the encoder's features (and extra inputs) to ``d_model`` with a
+            Linear + ReLU before the core. Without it the core reads them as they are, so their
+            width (``hidden_size`` + extras) must equal ``d_model``.
         core_skip: feed the heads the core's input embedding beside its output, so the policy can
             compare what memory holds with what it sees now (e.g. a remembered goal position with
             the current position) without the core having to compute that comparison itself.
@@ -70,6 +82,10 @@ class ActorCritic(nn.Module):
         cnn_channels: tuple[int, ...] = (32, 64),
         recall_max_lag: int = 0,
         recall_target: str = "observation",
+        head_trunk: int = 0,
+        head_activation: str = "tanh",
+        policy_gain: float = 0.01,
+        input_proj: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(action_space, gym.spaces.Discrete):
@@ -80,12 +96,28 @@ class ActorCritic(nn.Module):
         self.use_episode_start = use_episode_start
         self.encoder = build_encoder(observation_space, hidden_size=hidden_size, cnn_channels=tuple(cnn_channels))
         extra = self.num_actions * use_prev_action + int(use_prev_reward) + int(use_episode_start)
-        self.input_proj = nn.Sequential(nn.Linear(self.encoder.out_dim + extra, core.d_model), nn.ReLU())
+        if input_proj:
+            self.input_proj = nn.Sequential(nn.Linear(self.encoder.out_dim + extra, core.d_model), nn.ReLU())
+        elif self.encoder.out_dim + extra != core.d_model:
+            raise ValueError(
+                f"agent.input_proj=false feeds the core the encoder's {self.encoder.out_dim} features + {extra} "
+                f"extra inputs = {self.encoder.out_dim + extra}, but agent.d_model is {core.d_model}; "
+                "make them equal or set agent.input_proj=true")
+        else:
+            self.input_proj = nn.Identity()
+        if head_activation not in _ACTIVATIONS:
+            raise ValueError(f"agent.head_activation must be one of {', '.join(_ACTIVATIONS)}, got {head_activation!r}")
+        if head_trunk < 0:
+            raise ValueError(f"agent.head_trunk must be >= 0 (0 = no shared layer), got {head_trunk}")
+        if not policy_gain > 0:
+            raise ValueError(f"agent.policy_gain must be > 0, got {policy_gain}")
         self.core = core
         self.core_skip = core_skip
         head_in = core.d_model * (2 if core_skip else 1)
-        self.policy_head = _head(head_in, head_hidden, self.num_actions, out_gain=0.01)
-        self.value_head = _head(head_in, head_hidden, 1, out_gain=1.0)
+        self.head_trunk = _hidden_layer(head_in, head_trunk, head_activation) if head_trunk else nn.Identity()
+        head_in = head_trunk or head_in
+        self.policy_head = _head(head_in, head_hidden, self.num_actions, out_gain=policy_gain, activation=head_activation)
+        self.value_head = _head(head_in, head_hidden, 1, out_gain=1.0, activation=head_activation)
         if recall_max_lag < 0:
             raise ValueError(f"agent.recall_max_lag must be >= 0 (0 = off), got {recall_max_lag}")
         if recall_target not in RECALL_TARGETS:
@@ -132,6 +164,7 @@ class ActorCritic(nn.Module):
     def _heads(self, embedded: Tensor, features: Tensor, state: Any) -> AgentOutput:
         if self.core_skip:
             features = torch.cat([features, embedded], dim=-1)  # [..., 2 * d_model]
+        features = self.head_trunk(features)
         # fp32 outputs also under bf16 autocast (memo_rl.accel): sampling and losses stay exact.
         return AgentOutput(self.policy_head(features).float(), self.value_head(features).squeeze(-1).float(), state)
 

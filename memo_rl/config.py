@@ -44,6 +44,10 @@ class EnvConfig:
     wrappers: list[str] = field(default_factory=list)
     """Gymnasium wrappers applied to each env, innermost first, as ``module:Class`` (e.g.
     ``minigrid.wrappers:RGBImgPartialObsWrapper``); for envs run through gymnasium's vector envs."""
+    episodes_per_trial: int = 1
+    """For envs run through gymnasium's vector envs: group this many consecutive episodes into one
+    trial (``envs.trials.EpisodesPerTrial``), so memory carries across the episode ends inside it.
+    1 = every episode is a trial. Our batched envs set their trials with their own kwargs."""
 
 
 @dataclass
@@ -64,6 +68,15 @@ class AgentConfig:
     """Hidden width of the policy and value heads (0 = linear heads)."""
     core_skip: bool = False
     """Feed the heads the memory core's input beside its output (current features + memory)."""
+    head_trunk: int = 0
+    """Width of one hidden layer shared by the policy and value heads (0 = none)."""
+    head_activation: str = "tanh"
+    """Activation of the heads' hidden layers (and the trunk's): tanh or relu."""
+    policy_gain: float = 0.01
+    """Orthogonal-init gain of the policy's output layer (0.01: a near-uniform first policy)."""
+    input_proj: bool = True
+    """Project encoder features + extra inputs to d_model (Linear + ReLU) before the core; false feeds
+    them as they are (their width must then equal d_model)."""
     cnn_channels: list[int] = field(default_factory=lambda: [32, 64])
     recall_max_lag: int = 0
     """Past-input recall (``agents.recall``): an auxiliary loss, weighted by ``ppo.recall_coef``, in
@@ -342,6 +355,7 @@ VECTORIZATIONS = ("auto", "sync", "async")
 MEMO_READS = ("full", "hcam")
 AMP_MODES = ("auto", "bf16", "fp32")  # memo_rl.accel
 RECALL_TARGETS = ("observation", "features")  # agent.recall_target (agents.recall)
+HEAD_ACTIVATIONS = ("tanh", "relu")  # agent.head_activation (agents.actor_critic)
 
 
 # ----------------------------------------------------------------------------- presets
@@ -504,13 +518,16 @@ def validate(cfg: ExperimentConfig) -> None:
     _choice("env.vectorization", cfg.env.vectorization, VECTORIZATIONS)
     _choice("train.amp", cfg.train.amp, AMP_MODES)
     _choice("agent.recall_target", cfg.agent.recall_target, RECALL_TARGETS)
+    _choice("agent.head_activation", cfg.agent.head_activation, HEAD_ACTIVATIONS)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.train.device):
         raise ConfigError(f"bad value {cfg.train.device!r} for 'train.device' (choose from: auto, cpu, cuda, cuda:N)")
     for key, value, low in [
         ("env.num_envs", cfg.env.num_envs, 1),
+        ("env.episodes_per_trial", cfg.env.episodes_per_trial, 1),
         ("agent.hidden_size", cfg.agent.hidden_size, 1),
         ("agent.d_model", cfg.agent.d_model, 1),
         ("agent.head_hidden", cfg.agent.head_hidden, 0),
+        ("agent.head_trunk", cfg.agent.head_trunk, 0),
         ("agent.recall_max_lag", cfg.agent.recall_max_lag, 0),
         ("ppo.rollout_length", cfg.ppo.rollout_length, 1),
         ("ppo.epochs", cfg.ppo.epochs, 1),
@@ -545,6 +562,8 @@ def validate(cfg: ExperimentConfig) -> None:
         ("eval.threads", cfg.eval.threads, 0),
     ]:
         _at_least(key, value, low)
+    if not cfg.agent.policy_gain > 0:
+        raise ConfigError(f"bad value {cfg.agent.policy_gain!r} for 'agent.policy_gain': must be > 0")
     for key in ("n_layers", "n_heads", "segment_length", "summary_length", "window", "chunk_size", "top_k"):
         value = getattr(cfg.memory, key)
         if value is not None:

@@ -11,12 +11,14 @@ import difflib
 import importlib
 import inspect
 import sys
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from agents.encoders import obs_to_tensor
+from envs.trials import EpisodesPerTrial
 from memo_rl.config import ConfigError, EnvConfig, ExperimentConfig
 
 __all__ = ["env_spec", "episode_metric", "episode_success", "final_observations", "make_agent", "make_vector_env", "obs_to_tensor"]
@@ -107,8 +109,15 @@ def make_vector_env(
             f"env.wrappers {list(env_cfg.wrappers)} apply to envs run through gymnasium's vector envs; '{spec.id}' is "
             "batched natively (set env.vectorization=sync or async to wrap its single-env version)"
         )
+    if mode == "vector_entry_point" and env_cfg.episodes_per_trial != 1:
+        raise ConfigError(
+            f"env.episodes_per_trial={env_cfg.episodes_per_trial} applies to envs run through gymnasium's vector envs; "
+            f"'{spec.id}' is batched natively and sets its trials with its own env.kwargs"
+        )
     if mode != "vector_entry_point":
         wrappers = [*(_import_wrapper(w) for w in env_cfg.wrappers), *_package_wrappers(spec), _drop_non_numeric_observations]
+        if env_cfg.episodes_per_trial != 1:
+            wrappers.append(partial(EpisodesPerTrial, episodes=env_cfg.episodes_per_trial))
         options = dict(vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, wrappers=wrappers)
     try:
         env = gym.make_vec(spec.id, num_envs=num_envs, vectorization_mode=mode, **options, **kwargs)
@@ -197,6 +206,8 @@ def make_agent(cfg: ExperimentConfig, observation_space: gym.Space, action_space
             use_prev_reward=cfg.agent.prev_reward, use_episode_start=cfg.agent.episode_start,
             head_hidden=cfg.agent.head_hidden, core_skip=cfg.agent.core_skip, cnn_channels=tuple(cfg.agent.cnn_channels),
             recall_max_lag=cfg.agent.recall_max_lag, recall_target=cfg.agent.recall_target,
+            head_trunk=cfg.agent.head_trunk, head_activation=cfg.agent.head_activation,
+            policy_gain=cfg.agent.policy_gain, input_proj=cfg.agent.input_proj,
         )
     except ValueError as err:
         raise ConfigError(f"env '{cfg.env.id}': {err}") from None

@@ -49,6 +49,9 @@ def test_round_trip_through_dict():
         (["ppo.sequence_length=7"], "must divide ppo.rollout_length=128"),
         (["env.num_envs=6", "ppo.num_minibatches=4"], "'ppo.num_minibatches'"),
         (["train.device=gpu"], "'train.device'"),
+        (["agent.head_activation=gelu"], "bad value 'gelu' for 'agent.head_activation'; did you mean 'relu'? (choose from: tanh, relu)"),
+        (["agent.head_trunk=-1"], "'agent.head_trunk': must be >= 0"),
+        (["agent.policy_gain=0"], "'agent.policy_gain': must be > 0"),
         (["lr"], "is not of the form section.key=value"),
     ],
 )
