@@ -141,3 +141,26 @@ class CueInViewAtStart(gym.Wrapper):
         base.agent_pos = (x, y + 1)  # just south of the cue
         base.agent_dir = 0
         return base.gen_obs(), info
+
+
+class ReferenceLayoutPool(gym.Wrapper):
+    """Diagnostic: every episode replays one of MiniGrid's layouts for seeds 0..98, drawn at random,
+    as recurrent-ppo-truncated-bptt's MiniGrid wrapper does (``reset(seed=randint(0, 99))``).
+
+    With 99 layouts, what the agent sees besides the cue (its start cell, the objects' order) also
+    predicts the rewarded side for some layouts, so a run can score above chance by remembering
+    layouts rather than the cue. Use it to compare with that reference, not as a benchmark. The
+    draws come from the wrapper's own generator, seeded by the first seeded reset (or by the OS).
+    """
+
+    POOL_SIZE = 99
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._pool_rng = np.random.default_rng()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._pool_rng = np.random.default_rng(seed)
+        layout_seed = int(self._pool_rng.integers(self.POOL_SIZE))
+        return self.env.reset(seed=layout_seed, options=options)

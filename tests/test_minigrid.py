@@ -317,3 +317,38 @@ def test_large_tile_rgb_view_draws_the_3x3_view_at_84x84_with_the_cue_beside_the
         assert np.count_nonzero(counts) == 1
     finally:
         env.close()
+
+
+def _layout(env) -> tuple:
+    """What decides a Memory episode: start cell, cue, and the rewarded cell."""
+    from envs.minigrid import memory_cue_cell
+
+    base = env.unwrapped
+    return tuple(base.agent_pos), type(base.grid.get(*memory_cue_cell(base))).__name__, base.success_pos
+
+
+def _layouts(env, seeds) -> list:
+    layouts = []
+    for seed in seeds:
+        env.reset(seed=seed)
+        layouts.append(_layout(env))
+    return layouts
+
+
+def test_reference_layout_pool_replays_minigrids_layouts_for_seeds_0_to_98():
+    import gymnasium as gym
+
+    from envs.minigrid import ReferenceLayoutPool
+
+    make = lambda: gym.make("MiniGrid-MemoryS13Random-v0", agent_view_size=3)  # noqa: E731
+    pool_layouts = set(_layouts(make(), range(ReferenceLayoutPool.POOL_SIZE)))
+    env = ReferenceLayoutPool(make())
+    played = []
+    for first_seed in (7, 7, 8):
+        env.reset(seed=first_seed)
+        played.append(_layouts(env, [None] * 300))  # unseeded resets draw from the pool
+    assert played[0] == played[1] and played[0] != played[2]  # seeded draws, as every env's are
+    assert set(played[0]) <= pool_layouts
+    assert len(set(played[0])) > len(pool_layouts) // 2  # draws spread over the pool
+    outside = set(_layouts(make(), range(1000, 1300)))
+    assert not outside <= pool_layouts  # MiniGrid's own seeds give layouts beyond the pool
