@@ -285,6 +285,8 @@ class EvalConfig:
     """Evaluate on another registered env (observation and action spaces must match training's)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Env options merged over the training ones (e.g. a harder task variant)."""
+    env_wrappers: list[str] | None = None
+    """Replace the run's ``env.wrappers`` (None = keep them), e.g. to drop a training-only diagnostic."""
     tag: str | None = None
     """Name of this evaluation's folder under ``<run>/eval/`` (default: from the settings)."""
     output: str | None = None

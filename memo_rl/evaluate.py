@@ -44,7 +44,7 @@ RESULTS_FORMAT = 1
 # Eval options that change what is measured: an evaluation folder holds results of one setting
 # (eval.env_id is part of it through the env id the checkpoint is played on).
 MEASURED_OPTIONS = ("streaming", "window", "token_budget", "trial_steps", "trials", "deterministic", "seed",
-                    "bin_steps", "env_kwargs")
+                    "bin_steps", "env_kwargs", "env_wrappers")
 MAX_EPISODE_STEPS = 10_000  # cap on an eval trial of an env that reports neither trials nor a time limit
 EPISODE_SLOTS = 8  # episodes_by_index: the 1st..7th episode of a trial, the 8th slot pooling the 8th and later
 BIN_COLUMNS = ("return_mean", "return_ci95", "success_rate", "spl", "episode_length", "episodes",
@@ -128,6 +128,8 @@ def eval_config(stored: dict[str, Any], overrides: list[str]) -> ExperimentConfi
     if ev.env_id is not None:
         cfg.env.id = ev.env_id
     cfg.env.kwargs = {**cfg.env.kwargs, **ev.env_kwargs}
+    if ev.env_wrappers is not None:
+        cfg.env.wrappers = list(ev.env_wrappers)
     if ev.trial_steps is not None:
         from memo_rl.registry import accepted_kwargs
 

@@ -135,6 +135,24 @@ def test_eval_plays_minigrid_episodes_as_trials(tmp_path):
     assert 0 < entry["bins"][-1]["episodes"] and all(row["step_ms"] > 0 for row in entry["bins"])
 
 
+def test_eval_can_replace_the_runs_wrappers(tmp_path, capsys):
+    """eval.env_wrappers swaps the wrapper stack (here: layouts from the reference's pool) and is
+    recorded with the results; a bad entry is one line."""
+    run_dir = tmp_path / "run"
+    assert main(["train", "minigrid_memory_s13random_gru", *SHORT,
+                 "env.id=MiniGrid-MemoryS7-v0", "env.vectorization=sync", f"run.dir={run_dir}"]) == 0
+    wrappers = ["envs.minigrid:ReferenceLayoutPool", "envs.minigrid:SymbolicOneHot"]
+    out = tmp_path / "eval"
+    assert main(["eval", str(run_dir), "eval.trials=2", "eval.video_steps=0", f"eval.output={out}",
+                 f"eval.env_wrappers=[{','.join(wrappers)}]"]) == 0
+    assert json.loads((out / "results.json").read_text())["settings"]["env_wrappers"] == wrappers
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "eval.video_steps=0", f"eval.output={tmp_path / 'bad'}",
+                 "eval.env_wrappers=[envs.minigrid:NoSuchWrapper]"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot import env.wrappers entry 'envs.minigrid:NoSuchWrapper'" in err[0]
+
+
 def _memory_env_next_to(target: str):
     """A MiniGrid Memory env (through our SuccessInfo) with the agent one step from the matching
     ('success') or the other ('failure') object's cell at the end of the hallway."""
