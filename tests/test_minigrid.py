@@ -120,14 +120,20 @@ def test_bad_wrappers_are_one_line(tmp_path, capsys, wrapper, message):
     assert not (tmp_path / "r").exists()
 
 
-def test_eval_plays_minigrid_episodes_as_trials(tmp_path):
-    """A trial of a plain gymnasium task is one episode; MiniGrid Memory has no registered time limit
-    (it truncates itself), so evaluation plays until every env's episode ended."""
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def s7_run(tmp_path_factory):
+    """A short run on MiniGrid-MemoryS7 (one-hot view), shared by the evaluation tests."""
+    run_dir = tmp_path_factory.mktemp("minigrid") / "run"
     assert main(["train", "minigrid_memory_s13random_gru", *SHORT,
                  "env.id=MiniGrid-MemoryS7-v0", "env.vectorization=sync", f"run.dir={run_dir}"]) == 0
+    return run_dir
+
+
+def test_eval_plays_minigrid_episodes_as_trials(s7_run, tmp_path):
+    """A trial of a plain gymnasium task is one episode; MiniGrid Memory has no registered time limit
+    (it truncates itself), so evaluation plays until every env's episode ended."""
     out = tmp_path / "eval"
-    assert main(["eval", str(run_dir), "eval.trials=3", "eval.bin_steps=50", "eval.video_steps=0",
+    assert main(["eval", str(s7_run), "eval.trials=3", "eval.bin_steps=50", "eval.video_steps=0",
                  f"eval.output={out}"]) == 0
     entry = json.loads((out / "results.json").read_text())["checkpoints"][-1]
     episodes = sum(row["episodes"] for row in entry["bins"])
@@ -135,19 +141,16 @@ def test_eval_plays_minigrid_episodes_as_trials(tmp_path):
     assert 0 < entry["bins"][-1]["episodes"] and all(row["step_ms"] > 0 for row in entry["bins"])
 
 
-def test_eval_can_replace_the_runs_wrappers(tmp_path, capsys):
+def test_eval_can_replace_the_runs_wrappers(s7_run, tmp_path, capsys):
     """eval.env_wrappers swaps the wrapper stack (here: layouts from the reference's pool) and is
     recorded with the results; a bad entry is one line."""
-    run_dir = tmp_path / "run"
-    assert main(["train", "minigrid_memory_s13random_gru", *SHORT,
-                 "env.id=MiniGrid-MemoryS7-v0", "env.vectorization=sync", f"run.dir={run_dir}"]) == 0
     wrappers = ["envs.minigrid:ReferenceLayoutPool", "envs.minigrid:SymbolicOneHot"]
     out = tmp_path / "eval"
-    assert main(["eval", str(run_dir), "eval.trials=2", "eval.video_steps=0", f"eval.output={out}",
+    assert main(["eval", str(s7_run), "eval.trials=2", "eval.video_steps=0", f"eval.output={out}",
                  f"eval.env_wrappers=[{','.join(wrappers)}]"]) == 0
     assert json.loads((out / "results.json").read_text())["settings"]["env_wrappers"] == wrappers
     capsys.readouterr()
-    assert main(["eval", str(run_dir), "eval.video_steps=0", f"eval.output={tmp_path / 'bad'}",
+    assert main(["eval", str(s7_run), "eval.video_steps=0", f"eval.output={tmp_path / 'bad'}",
                  "eval.env_wrappers=[envs.minigrid:NoSuchWrapper]"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot import env.wrappers entry 'envs.minigrid:NoSuchWrapper'" in err[0]
@@ -353,14 +356,17 @@ def _layouts(env, seeds) -> list:
     return layouts
 
 
-def test_reference_layout_pool_replays_minigrids_layouts_for_seeds_0_to_98():
+def _s13random():
     import gymnasium as gym
 
+    return gym.make("MiniGrid-MemoryS13Random-v0", agent_view_size=3)
+
+
+def test_reference_layout_pool_replays_minigrids_layouts_for_seeds_0_to_98():
     from envs.minigrid import ReferenceLayoutPool
 
-    make = lambda: gym.make("MiniGrid-MemoryS13Random-v0", agent_view_size=3)  # noqa: E731
-    pool_layouts = set(_layouts(make(), range(ReferenceLayoutPool.POOL_SIZE)))
-    env = ReferenceLayoutPool(make())
+    pool_layouts = set(_layouts(_s13random(), range(ReferenceLayoutPool.POOL_SIZE)))
+    env = ReferenceLayoutPool(_s13random())
     played = []
     for first_seed in (7, 7, 8):
         env.reset(seed=first_seed)
@@ -368,5 +374,5 @@ def test_reference_layout_pool_replays_minigrids_layouts_for_seeds_0_to_98():
     assert played[0] == played[1] and played[0] != played[2]  # seeded draws, as every env's are
     assert set(played[0]) <= pool_layouts
     assert len(set(played[0])) > len(pool_layouts) // 2  # draws spread over the pool
-    outside = set(_layouts(make(), range(1000, 1300)))
+    outside = set(_layouts(_s13random(), range(1000, 1300)))
     assert not outside <= pool_layouts  # MiniGrid's own seeds give layouts beyond the pool
