@@ -162,6 +162,9 @@ class PPOConfig:
     """Env steps of linear learning-rate warm-up."""
     min_lr: float = 0.0
     adam_eps: float = 1e-5
+    weight_decay: float = 0.0
+    """Decoupled weight decay (AdamW's): each step shrinks every weight by ``lr x weight_decay``.
+    0 is plain Adam. The recurrent-PPO reference on MiniGrid uses AdamW's defaults (0.01, eps 1e-8)."""
     normalize_advantages: bool = True
     recall_coef: float = 1.0
     """Weight of the past-input recall loss (used when ``agent.recall_max_lag`` > 0)."""
@@ -543,6 +546,7 @@ def validate(cfg: ExperimentConfig) -> None:
         ("ppo.recall_coef", cfg.ppo.recall_coef, 0.0),
         ("ppo.max_grad_norm", cfg.ppo.max_grad_norm, 0.0),
         ("ppo.adam_eps", cfg.ppo.adam_eps, 0.0),
+        ("ppo.weight_decay", cfg.ppo.weight_decay, 0.0),
         ("ppo.refresh_max_steps", cfg.ppo.refresh_max_steps, 1),
         ("train.total_steps", cfg.train.total_steps, 1),
         ("train.seed", cfg.train.seed, 0),

@@ -52,6 +52,7 @@ def test_round_trip_through_dict():
         (["agent.head_activation=gelu"], "bad value 'gelu' for 'agent.head_activation'; did you mean 'relu'? (choose from: tanh, relu)"),
         (["agent.head_trunk=-1"], "'agent.head_trunk': must be >= 0"),
         (["agent.policy_gain=0"], "'agent.policy_gain': must be > 0"),
+        (["ppo.weight_decay=-0.01"], "bad value -0.01 for 'ppo.weight_decay': must be >= 0.0"),
         (["lr"], "is not of the form section.key=value"),
     ],
 )

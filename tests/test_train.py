@@ -460,3 +460,23 @@ def test_tracker_first_episodes_are_not_only_the_slowest_of_a_trial():
     assert summary["first_episode_length_mean"] == lengths.mean() == 13.5
     assert summary["first_episode_success_rate"] == 3 / 8
     assert summary["later_episode_length_mean"] == 5.0 and summary["later_episode_success_rate"] == 1.0
+
+
+def test_weight_decay_is_decoupled_and_zero_is_plain_adam(tmp_path, tiny):
+    """``ppo.weight_decay`` shrinks every weight by ``lr x weight_decay`` per optimizer step, apart
+    from the gradient step (AdamW's decay). With gradients clipped to nothing, one update of
+    2 epochs x 2 minibatches leaves exactly the decay: every weight times (1 - 0.1 x 0.5) ** 4."""
+    settle = [*tiny, "memory.core=gru", "ppo.lr=0.1", "ppo.lr_schedule=constant", "ppo.max_grad_norm=1e-12",
+              "ppo.epochs=2", "ppo.num_minibatches=2"]
+    _, still = _rollout_and_update(tmp_path / "still", settle)
+    _, decayed = _rollout_and_update(tmp_path / "decayed", [*settle, "ppo.weight_decay=0.5"])
+    for (name, p_still), p_decayed in zip(still.agent.named_parameters(), decayed.agent.parameters()):
+        torch.testing.assert_close(p_decayed, p_still * 0.95**4, atol=1e-6, rtol=1e-5, msg=name)
+    assert any(p.abs().max() > 0.1 for p in still.agent.parameters())  # the factor is visible
+
+    plain, decay_zero = (
+        _rollout_and_update(tmp_path / name, [*tiny, "memory.core=gru", *extra], seed=2)[1]
+        for name, extra in (("plain", []), ("zero", ["ppo.weight_decay=0"]))
+    )
+    for p, q in zip(plain.agent.parameters(), decay_zero.agent.parameters()):
+        assert torch.equal(p, q)
