@@ -197,3 +197,19 @@ def test_memo_rl_does_not_import_stable_baselines3_until_an_sb3_algo_runs():
            "print(sorted(m for m in ('stable_baselines3', 'sb3_contrib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("algo", ["sb3_ppo", "sb3_recurrent_ppo"])
+def test_sb3_optimizer_gets_our_eps_and_decoupled_weight_decay(tiny, algo):
+    """The baselines' optimizer takes ``ppo.adam_eps`` and ``ppo.weight_decay`` as our trainer does
+    (Adam with AdamW's decoupled decay), so a comparison changes only the algorithm."""
+    from memo_rl.config import build_config
+    from memo_rl.sb3_baselines import build_model
+
+    cfg = build_config("quickstart", [*tiny, f"algo={algo}", *SMALL_NETS, "ppo.adam_eps=1e-8", "ppo.weight_decay=0.3"])
+    venv = TrialVecEnv(registry.make_vector_env(cfg.env), cut="episode")
+    try:
+        (group,) = build_model(cfg, venv, torch.device("cpu")).policy.optimizer.param_groups
+    finally:
+        venv.close()
+    assert (group["eps"], group["weight_decay"], group["decoupled_weight_decay"]) == (1e-8, 0.3, True)
