@@ -187,6 +187,11 @@ class PPOConfig:
     refresh_max_steps: int = 4096
     """Most steps per env kept for that replay; older parts of longer trials stay as recorded."""
 
+    def adam_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``torch.optim.Adam`` (besides lr) for our trainer and the SB3
+        baselines alike: ``adam_eps`` and AdamW's decoupled ``weight_decay`` (0 = plain Adam)."""
+        return dict(eps=self.adam_eps, weight_decay=self.weight_decay, decoupled_weight_decay=True)
+
 
 @dataclass
 class SB3Config:

@@ -241,8 +241,7 @@ def build_model(cfg: ExperimentConfig, venv: TrialVecEnv, device: torch.device):
         normalize_advantage=cfg.ppo.normalize_advantages, ent_coef=cfg.ppo.ent_coef, vf_coef=cfg.ppo.vf_coef / 2,
         max_grad_norm=cfg.ppo.max_grad_norm, seed=cfg.train.seed, device=str(device), verbose=0,
     )
-    optimizer_kwargs = dict(eps=cfg.ppo.adam_eps, weight_decay=cfg.ppo.weight_decay, decoupled_weight_decay=True)  # as ours
-    policy_kwargs: dict[str, Any] = dict(net_arch=list(cfg.sb3.net_arch), optimizer_kwargs=optimizer_kwargs)
+    policy_kwargs: dict[str, Any] = dict(net_arch=list(cfg.sb3.net_arch), optimizer_kwargs=cfg.ppo.adam_kwargs())
     if cfg.algo == "sb3_ppo":
         from stable_baselines3 import PPO
 

@@ -412,10 +412,7 @@ class Trainer:
         if cfg.train.compile:
             compile_agent(self.agent)
         self.update_model = update_model(self.agent, self.dist)  # after this, every rank holds rank 0's weights
-        self.optimizer = torch.optim.Adam(
-            self.agent.parameters(), lr=cfg.ppo.lr, eps=cfg.ppo.adam_eps, foreach=True,
-            weight_decay=cfg.ppo.weight_decay, decoupled_weight_decay=True,  # AdamW's decay; 0 = plain Adam
-        )
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.ppo.lr, foreach=True, **cfg.ppo.adam_kwargs())
         self.storage = RolloutStorage(cfg.ppo.rollout_length, cfg.env.num_envs, cfg.sequence_length, self.device)
         self.tracker = EpisodeTracker(cfg.env.num_envs)
         self.steps_per_update = cfg.batch_size * self.dist.world_size  # env steps of all ranks
