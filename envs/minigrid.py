@@ -23,6 +23,11 @@ input that recurrent-PPO baselines on these tasks give their CNN, for comparison
 episode starts next to the cue, so the cue is in view at the first step and the exploration part
 of the task is gone; what is left is remembering the cue along the hallway and comparing it with
 the object seen at the split.
+
+:class:`FirstVisitBonus` is an exploration bonus for training: a small reward the first time in an
+episode the agent steps on each cell. In the Memory tasks the agent usually starts past the cue,
+facing away from it, and nothing in MiniGrid's reward leads it back to look; the bonus does
+(docs/results.md, MiniGrid section). Success is still judged on MiniGrid's own reward.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from gymnasium import spaces
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 from minigrid.wrappers import RGBImgPartialObsWrapper
 
-__all__ = ["CueInViewAtStart", "LargeTileRGBView", "NavigationActions", "SuccessInfo", "SymbolicOneHot"]
+__all__ = ["CueInViewAtStart", "FirstVisitBonus", "LargeTileRGBView", "NavigationActions", "SuccessInfo", "SymbolicOneHot"]
 
 # Channel blocks of the one-hot view: object types, then colours, then door states.
 ONE_HOT_CHANNELS = len(OBJECT_TO_IDX) + len(COLOR_TO_IDX) + len(STATE_TO_IDX)
@@ -43,11 +48,12 @@ ONE_HOT_CHANNELS = len(OBJECT_TO_IDX) + len(COLOR_TO_IDX) + len(STATE_TO_IDX)
 
 class SuccessInfo(gym.Wrapper):
     """Adds ``info["success"]`` (1.0 or 0.0) on the step that ends an episode: success means the
-    episode terminated (not truncated) with a positive reward."""
+    episode terminated (not truncated) with a positive reward. A flag set below it (by a wrapper
+    that changes the reward, such as :class:`FirstVisitBonus`) is kept."""
 
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if terminated or truncated:
+        if (terminated or truncated) and "success" not in info:
             info = {**info, "success": float(terminated and reward > 0)}
         return obs, reward, terminated, truncated, info
 
@@ -164,3 +170,45 @@ class ReferenceLayoutPool(gym.Wrapper):
             self._pool_rng = np.random.default_rng(seed)
         layout_seed = int(self._pool_rng.integers(self.POOL_SIZE))
         return self.env.reset(seed=layout_seed, options=options)
+
+
+class FirstVisitBonus(gym.Wrapper):
+    """Training-time exploration bonus: ``BONUS`` added to the reward on each step that brings the
+    agent onto a cell it has not stood on yet in this episode (the start cell counts as visited).
+
+    Only first visits pay, so an episode's bonus is at most ``BONUS`` times the free cells (about
+    0.6 in MiniGrid-MemoryS13Random) and cannot be farmed by walking in circles. Sets
+    ``info["success"]`` from MiniGrid's own reward at an episode's end (:class:`SuccessInfo` keeps
+    it), so success rates stay the task's; episode returns include the bonus. Leave it out when
+    evaluating (``eval.env_wrappers``). Refuses, with a ValueError at construction, an env that is not
+    a MiniGrid env (it reads the agent's cell).
+    """
+
+    BONUS = 0.05
+
+    def __init__(self, env: gym.Env):
+        from minigrid.minigrid_env import MiniGridEnv
+
+        if not isinstance(env.unwrapped, MiniGridEnv):
+            raise ValueError(f"FirstVisitBonus needs a MiniGrid env (it reads the agent's cell), got {env.unwrapped}")
+        super().__init__(env)
+        self._visited: set[tuple[int, int]] = set()
+
+    def _cell(self) -> tuple[int, int]:
+        x, y = self.env.unwrapped.agent_pos
+        return int(x), int(y)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._visited = {self._cell()}
+        return obs, info
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            info = {**info, "success": float(terminated and reward > 0)}
+        cell = self._cell()
+        if cell not in self._visited:
+            self._visited.add(cell)
+            reward = float(reward) + self.BONUS
+        return obs, reward, terminated, truncated, info

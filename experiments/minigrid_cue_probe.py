@@ -1,13 +1,21 @@
 """Does a trained agent's memory hold MiniGrid Memory's cue? A linear probe by step of the episode.
 
-Plays a checkpoint of a run on ``MiniGrid-MemoryS13Random-v0`` (any view size or wrappers the run
-used) with sampled actions, records the memory core's output at every step and the episode's cue
+Plays a checkpoint of a run on its MiniGrid Memory env (any size, view size or wrappers the run
+used; ``--env-wrappers`` replaces the wrappers, e.g. to leave a training layout pool out) with sampled actions, records the memory core's output at every step and the episode's cue
 (key or ball in the start room), and for a few steps of the episode fits a least-squares linear
 probe on half of the episodes and tests it on the other half. It prints, per step, the probe's
 accuracy and the distance between the two cues' mean outputs beside the mean output norm: a cue
 that is decodable but held faintly shows a small gap (docs/results.md, MiniGrid section).
 
+It also splits the episodes' success by whether the cue was ever in the agent's view during the
+episode, and by the column the agent started in (in column 1 the cue is in a 3x3 view from the
+first step): an agent that uses the cue only when it gets it for free succeeds well above 0.5 in
+the episodes that saw it and at 0.5 elsewhere. The memory is carried across episodes the way the
+run trained it (``env.episodes_per_trial``).
+
     python experiments/minigrid_cue_probe.py runs/minigrid/diag-startatcue-gru-recallstd16-s0
+    python experiments/minigrid_cue_probe.py runs/minigrid/s9-replica-eps-s2 \
+        --env-wrappers envs.minigrid:LargeTileRGBView minigrid.wrappers:ImgObsWrapper envs.minigrid:NavigationActions
 """
 
 from __future__ import annotations
@@ -36,6 +44,27 @@ def cue_is_key(env) -> np.ndarray:
     return np.array(flags)
 
 
+def cue_in_view(env) -> np.ndarray:
+    """``[N]`` bool: whether each env's agent has the cue in its view now."""
+    return np.array([single.unwrapped.agent_sees(*memory_cue_cell(single.unwrapped)) for single in env.envs])
+
+
+def start_columns(env) -> np.ndarray:
+    """``[N]`` int: each env's agent column (at an episode's start: where it started)."""
+    return np.array([int(single.unwrapped.agent_pos[0]) for single in env.envs])
+
+
+def print_breakdown(successes: np.ndarray, seen: np.ndarray, columns: np.ndarray) -> None:
+    """Success by whether the cue was seen during the episode and by start column."""
+    for label, rows in (("cue seen", seen), ("cue never seen", ~seen)):
+        if rows.any():
+            print(f"  {label}: {rows.sum()} episodes ({rows.mean():.2f} of all), success {successes[rows].mean():.2f}")
+    for column in np.unique(columns):
+        rows = columns == column
+        print(f"  start column {column}: {rows.sum()} episodes, cue seen in {seen[rows].mean():.2f}, "
+              f"success {successes[rows].mean():.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="run directory of a MiniGrid Memory run")
@@ -44,10 +73,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500, help="env steps per env")
     parser.add_argument("--probe-steps", type=int, nargs="+", default=[0, 2, 5, 8, 11])
     parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--env-wrappers", nargs="+", metavar="WRAPPER",
+                        help="play with these env.wrappers instead of the run's (same observation space)")
     args = parser.parse_args()
 
     cfg = config_from_dict(yaml.safe_load((args.run / "config.yaml").read_text()))
     cfg.env.vectorization = "sync"  # cue_is_key reads each env's grid
+    if args.env_wrappers is not None:
+        cfg.env.wrappers = list(args.env_wrappers)
     env = make_vector_env(cfg.env, args.envs)
     from minigrid.envs.memory import MemoryEnv
 
@@ -62,6 +95,8 @@ def main() -> None:
     N = args.envs
     obs, _ = env.reset(seed=args.seed)
     cue, step_in_episode = cue_is_key(env), np.zeros(N, dtype=int)
+    seen, column = cue_in_view(env), start_columns(env)  # the running episodes' cue-seen flag and start column
+    seen_by_episode, column_by_episode = [], []
     inputs = first_inputs(obs_to_tensor(obs, env.single_observation_space, "cpu"), N, "cpu")
     state, resets = agent.initial_state(N, "cpu"), torch.ones(N, dtype=torch.bool)
     outputs, cues, steps, successes = [], [], [], []
@@ -74,19 +109,27 @@ def main() -> None:
             cues.append(cue.copy())
             steps.append(step_in_episode.copy())
             actions = torch.distributions.Categorical(logits=logits).sample()  # [N]
-            obs, rewards, terminated, truncated, _ = env.step(actions.numpy())
+            obs, rewards, terminated, truncated, info = env.step(actions.numpy())
             ended = terminated | truncated
-            successes += [rewards[i] > 0 for i in np.nonzero(ended)[0]]
+            done = np.nonzero(ended)[0]
+            successes += [rewards[i] > 0 for i in done]
+            seen_by_episode += [seen[i] for i in done]
+            column_by_episode += [column[i] for i in done]
             step_in_episode = np.where(ended, 0, step_in_episode + 1)
-            if ended.any():  # same-step autoreset: read the new episodes' cues
+            # same-step autoreset: where an episode ended the env already shows the next one
+            seen = np.where(ended, False, seen) | cue_in_view(env)
+            if ended.any():  # read the new episodes' cues and start columns
                 cue = np.where(ended, cue_is_key(env), cue)
-            resets = torch.as_tensor(ended)
+                column = np.where(ended, start_columns(env), column)
+            trial_end = np.asarray(info.get("trial_end", ended), dtype=bool)  # the memory resets only here
+            resets = torch.as_tensor(trial_end)
             inputs = next_inputs(obs_to_tensor(obs, env.single_observation_space, "cpu"), actions,
-                                 torch.as_tensor(rewards, dtype=torch.float32), resets, resets)
+                                 torch.as_tensor(rewards, dtype=torch.float32), torch.as_tensor(ended), resets)
     env.close()
     H = np.concatenate(outputs)  # [steps * N, d]
     C, S = np.concatenate(cues), np.concatenate(steps)  # [steps * N] each
     print(f"{checkpoint}: {len(successes)} episodes, success {np.mean(successes):.2f}")
+    print_breakdown(np.array(successes), np.array(seen_by_episode), np.array(column_by_episode))
     for s in args.probe_steps:
         at = S == s
         if at.sum() < 20 or C[at].all() or not C[at].any():

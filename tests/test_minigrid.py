@@ -376,3 +376,57 @@ def test_reference_layout_pool_replays_minigrids_layouts_for_seeds_0_to_98():
     assert len(set(played[0])) > len(pool_layouts) // 2  # draws spread over the pool
     outside = set(_layouts(_s13random(), range(1000, 1300)))
     assert not outside <= pool_layouts  # MiniGrid's own seeds give layouts beyond the pool
+
+
+def _bonus_env():
+    """S9 Memory through the training stack's order: FirstVisitBonus inside, SuccessInfo outside."""
+    import gymnasium as gym
+
+    from envs.minigrid import FirstVisitBonus, NavigationActions, SuccessInfo
+
+    return SuccessInfo(NavigationActions(FirstVisitBonus(gym.make("MiniGrid-MemoryS9-v0", agent_view_size=3))))
+
+
+def test_first_visit_bonus_pays_each_new_cell_once_per_episode():
+    from envs.minigrid import FirstVisitBonus
+
+    env = _bonus_env()
+    env.reset(seed=0)
+    base = env.unwrapped
+    start = tuple(int(v) for v in base.agent_pos)
+    base.agent_dir = 2  # facing west, down the hallway towards the start room (free cells)
+    rewards = [env.step(2)[1] for _ in range(2)]  # two new cells
+    env.step(0), env.step(0)  # turn around
+    rewards += [env.step(2)[1] for _ in range(2)]  # back over the same two cells to the start cell
+    assert rewards == [FirstVisitBonus.BONUS] * 2 + [0.0, 0.0]
+    assert tuple(int(v) for v in base.agent_pos) == start
+    # A new episode forgets the visits: the same walk pays again.
+    env.reset(seed=0)
+    base.agent_dir = 2
+    assert env.step(2)[1] == FirstVisitBonus.BONUS
+
+
+@pytest.mark.parametrize("target,success", [("success", 1.0), ("failure", 0.0)])
+def test_first_visit_bonus_keeps_success_on_minigrid_reward(target, success):
+    """Stepping onto either end cell is a first visit (the bonus is paid), but only the matching
+    object is a success: the flag comes from MiniGrid's reward, not the bonus-inflated one."""
+    from envs.minigrid import FirstVisitBonus
+
+    env = _bonus_env()
+    env.reset(seed=3)
+    base = env.unwrapped
+    x, y = getattr(base, f"{target}_pos")
+    middle = base.height // 2
+    base.agent_pos, base.agent_dir = (x, middle), (1 if y > middle else 3)
+    _, reward, terminated, _, info = env.step(2)
+    assert terminated and info["success"] == success
+    assert reward > FirstVisitBonus.BONUS if success else reward == FirstVisitBonus.BONUS
+
+
+def test_first_visit_bonus_refuses_a_non_minigrid_env():
+    import gymnasium as gym
+
+    from envs.minigrid import FirstVisitBonus
+
+    with pytest.raises(ValueError, match="FirstVisitBonus needs a MiniGrid env"):
+        FirstVisitBonus(gym.make("CartPole-v1"))
