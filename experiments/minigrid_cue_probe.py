@@ -56,6 +56,9 @@ def start_columns(env) -> np.ndarray:
 
 def print_breakdown(successes: np.ndarray, seen: np.ndarray, columns: np.ndarray) -> None:
     """Success by whether the cue was seen during the episode and by start column."""
+    if len(successes) == 0:
+        print("  no episode ended: play more --steps for the split by cue seen and start column")
+        return
     for label, rows in (("cue seen", seen), ("cue never seen", ~seen)):
         if rows.any():
             print(f"  {label}: {rows.sum()} episodes ({rows.mean():.2f} of all), success {successes[rows].mean():.2f}")

@@ -312,10 +312,14 @@ def test_recall_trains_on_the_one_hot_view_and_the_cue_probe_reads_the_run(tmp_p
                  "agent.recall_max_lag=8", f"run.dir={run_dir}"]) == 0
     _, recall = read_metric(run_dir, "recall_loss")
     assert len(recall) > 0 and (recall > 0).all()
-    done = run_experiment("minigrid_cue_probe.py", str(run_dir), "--envs", "8", "--steps", "60", "--probe-steps", "0")
+    done = run_experiment("minigrid_cue_probe.py", str(run_dir), "--envs", "8", "--steps", "200", "--probe-steps", "0")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert "episodes, success" in lines[0] and lines[1].startswith("  step  0: ")
+    assert "episodes, success" in lines[0]
+    # CueInViewAtStart: every episode starts in column 1 with the cue in view.
+    assert lines[1].startswith("  cue seen: ") and "(1.00 of all)" in lines[1]
+    assert lines[2].startswith("  start column 1: ") and "cue seen in 1.00" in lines[2]
+    assert lines[3].startswith("  step  0: ")
 
 
 def test_large_tile_rgb_view_draws_the_3x3_view_at_84x84_with_the_cue_beside_the_agent():
