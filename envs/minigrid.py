@@ -176,8 +176,8 @@ class FirstVisitBonus(gym.Wrapper):
     """Training-time exploration bonus: ``BONUS`` added to the reward on each step that brings the
     agent onto a cell it has not stood on yet in this episode (the start cell counts as visited).
 
-    Only first visits pay, so an episode's bonus is at most ``BONUS`` times the free cells (about
-    0.6 in MiniGrid-MemoryS13Random) and cannot be farmed by walking in circles. Sets
+    Only first visits pay, so an episode's bonus is at most ``BONUS`` times the free cells (up to
+    18 in MiniGrid-MemoryS13Random) and cannot be farmed by walking in circles. Sets
     ``info["success"]`` from MiniGrid's own reward at an episode's end (:class:`SuccessInfo` keeps
     it), so success rates stay the task's; episode returns include the bonus. Leave it out when
     evaluating (``eval.env_wrappers``). Refuses, with a ValueError at construction, an env that is not

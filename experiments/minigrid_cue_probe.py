@@ -1,8 +1,9 @@
 """Does a trained agent's memory hold MiniGrid Memory's cue? A linear probe by step of the episode.
 
 Plays a checkpoint of a run on its MiniGrid Memory env (any size, view size or wrappers the run
-used; ``--env-wrappers`` replaces the wrappers, e.g. to leave a training layout pool out) with sampled actions, records the memory core's output at every step and the episode's cue
-(key or ball in the start room), and for a few steps of the episode fits a least-squares linear
+used; ``--env-wrappers`` replaces the wrappers, e.g. to leave a training layout pool out) with
+sampled actions, records the memory core's output at every step and the episode's cue (key or
+ball in the start room), and for a few steps of the episode fits a least-squares linear
 probe on half of the episodes and tests it on the other half. It prints, per step, the probe's
 accuracy and the distance between the two cues' mean outputs beside the mean output norm: a cue
 that is decodable but held faintly shows a small gap (docs/results.md, MiniGrid section).
