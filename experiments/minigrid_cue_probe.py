@@ -9,7 +9,8 @@ accuracy and the distance between the two cues' mean outputs beside the mean out
 that is decodable but held faintly shows a small gap (docs/results.md, MiniGrid section).
 
 It also splits the episodes' success by whether the cue was ever in the agent's view during the
-episode, and by the column the agent started in (in column 1 the cue is in a 3x3 view from the
+episode, by the cue (an agent that half-learned the comparison may get one cue right only), and
+by the column the agent started in (in column 1 the cue is in a 3x3 view from the
 first step): an agent that uses the cue only when it gets it for free succeeds well above 0.5 in
 the episodes that saw it and at 0.5 elsewhere. The memory is carried across episodes the way the
 run trained it (``env.episodes_per_trial``).
@@ -55,8 +56,8 @@ def start_columns(env) -> np.ndarray:
     return np.array([int(single.unwrapped.agent_pos[0]) for single in env.envs])
 
 
-def print_breakdown(successes: np.ndarray, seen: np.ndarray, columns: np.ndarray) -> None:
-    """Success by whether the cue was seen during the episode and by start column."""
+def print_breakdown(successes: np.ndarray, seen: np.ndarray, columns: np.ndarray, key_cue: np.ndarray) -> None:
+    """Success by whether the cue was seen during the episode, by start column and by cue."""
     if len(successes) == 0:
         print("  no episode ended: play more --steps for the split by cue seen and start column")
         return
@@ -67,6 +68,10 @@ def print_breakdown(successes: np.ndarray, seen: np.ndarray, columns: np.ndarray
         rows = columns == column
         print(f"  start column {column}: {rows.sum()} episodes, cue seen in {seen[rows].mean():.2f}, "
               f"success {successes[rows].mean():.2f}")
+    for label, rows in (("key", key_cue), ("ball", ~key_cue)):
+        if rows.any():
+            print(f"  cue a {label}: {rows.sum()} episodes, cue seen in {seen[rows].mean():.2f}, "
+                  f"success {successes[rows].mean():.2f}")
 
 
 def main() -> None:
@@ -100,7 +105,7 @@ def main() -> None:
     obs, _ = env.reset(seed=args.seed)
     cue, step_in_episode = cue_is_key(env), np.zeros(N, dtype=int)
     seen, column = cue_in_view(env), start_columns(env)  # the running episodes' cue-seen flag and start column
-    seen_by_episode, column_by_episode = [], []
+    seen_by_episode, column_by_episode, cue_by_episode = [], [], []
     inputs = first_inputs(obs_to_tensor(obs, env.single_observation_space, "cpu"), N, "cpu")
     state, resets = agent.initial_state(N, "cpu"), torch.ones(N, dtype=torch.bool)
     outputs, cues, steps, successes = [], [], [], []
@@ -119,6 +124,7 @@ def main() -> None:
             successes += [rewards[i] > 0 for i in done]
             seen_by_episode += [seen[i] for i in done]
             column_by_episode += [column[i] for i in done]
+            cue_by_episode += [cue[i] for i in done]
             step_in_episode = np.where(ended, 0, step_in_episode + 1)
             # same-step autoreset: where an episode ended the env already shows the next one
             seen = np.where(ended, False, seen) | cue_in_view(env)
@@ -133,7 +139,8 @@ def main() -> None:
     H = np.concatenate(outputs)  # [steps * N, d]
     C, S = np.concatenate(cues), np.concatenate(steps)  # [steps * N] each
     print(f"{checkpoint}: {len(successes)} episodes, success {np.mean(successes):.2f}")
-    print_breakdown(np.array(successes), np.array(seen_by_episode), np.array(column_by_episode))
+    print_breakdown(np.array(successes), np.array(seen_by_episode), np.array(column_by_episode),
+                    np.array(cue_by_episode, dtype=bool))
     for s in args.probe_steps:
         at = S == s
         if at.sum() < 20 or C[at].all() or not C[at].any():

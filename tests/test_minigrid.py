@@ -319,7 +319,10 @@ def test_recall_trains_on_the_one_hot_view_and_the_cue_probe_reads_the_run(tmp_p
     # CueInViewAtStart: every episode starts in column 1 with the cue in view.
     assert lines[1].startswith("  cue seen: ") and "(1.00 of all)" in lines[1]
     assert lines[2].startswith("  start column 1: ") and "cue seen in 1.00" in lines[2]
-    assert lines[3].startswith("  step  0: ")
+    by_cue = [line for line in lines if line.startswith("  cue a ")]
+    assert by_cue and all("cue seen in 1.00" in line for line in by_cue)
+    assert sum(int(line.split()[3]) for line in by_cue) == int(lines[0].split()[1])  # every episode, once
+    assert lines[-1].startswith("  step  0: ")
 
 
 def test_large_tile_rgb_view_draws_the_3x3_view_at_84x84_with_the_cue_beside_the_agent():
