@@ -46,6 +46,11 @@ __all__ = ["CueInViewAtStart", "FirstVisitBonus", "LargeTileRGBView", "Navigatio
 ONE_HOT_CHANNELS = len(OBJECT_TO_IDX) + len(COLOR_TO_IDX) + len(STATE_TO_IDX)
 
 
+def minigrid_success(terminated: bool, reward: float) -> float:
+    """MiniGrid's success at an episode's end: it terminated (not truncated) with a positive reward."""
+    return float(terminated and reward > 0)
+
+
 class SuccessInfo(gym.Wrapper):
     """Adds ``info["success"]`` (1.0 or 0.0) on the step that ends an episode: success means the
     episode terminated (not truncated) with a positive reward. A flag set below it (by a wrapper
@@ -54,7 +59,7 @@ class SuccessInfo(gym.Wrapper):
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)
         if (terminated or truncated) and "success" not in info:
-            info = {**info, "success": float(terminated and reward > 0)}
+            info = {**info, "success": minigrid_success(terminated, reward)}
         return obs, reward, terminated, truncated, info
 
 
@@ -206,7 +211,7 @@ class FirstVisitBonus(gym.Wrapper):
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)
         if terminated or truncated:
-            info = {**info, "success": float(terminated and reward > 0)}
+            info = {**info, "success": minigrid_success(terminated, reward)}
         cell = self._cell()
         if cell not in self._visited:
             self._visited.add(cell)

@@ -156,14 +156,15 @@ def test_eval_can_replace_the_runs_wrappers(s7_run, tmp_path, capsys):
     assert len(err) == 1 and "cannot import env.wrappers entry 'envs.minigrid:NoSuchWrapper'" in err[0]
 
 
-def _memory_env_next_to(target: str):
-    """A MiniGrid Memory env (through our SuccessInfo) with the agent one step from the matching
-    ('success') or the other ('failure') object's cell at the end of the hallway."""
+def _memory_env_next_to(target: str, env=None):
+    """A MiniGrid Memory env (by default S7 through our SuccessInfo) with the agent one step from
+    the matching ('success') or the other ('failure') object's cell at the end of the hallway."""
     import gymnasium as gym
 
     from envs.minigrid import SuccessInfo
 
-    env = SuccessInfo(gym.make("MiniGrid-MemoryS7-v0", agent_view_size=3))
+    if env is None:
+        env = SuccessInfo(gym.make("MiniGrid-MemoryS7-v0", agent_view_size=3))
     env.reset(seed=3)
     base = env.unwrapped
     x, y = getattr(base, f"{target}_pos")
@@ -419,13 +420,8 @@ def test_first_visit_bonus_keeps_success_on_minigrid_reward(target, success):
     object is a success: the flag comes from MiniGrid's reward, not the bonus-inflated one."""
     from envs.minigrid import FirstVisitBonus
 
-    env = _bonus_env()
-    env.reset(seed=3)
-    base = env.unwrapped
-    x, y = getattr(base, f"{target}_pos")
-    middle = base.height // 2
-    base.agent_pos, base.agent_dir = (x, middle), (1 if y > middle else 3)
-    _, reward, terminated, _, info = env.step(2)
+    env = _memory_env_next_to(target, _bonus_env())
+    _, reward, terminated, _, info = env.step(2)  # forward onto the target cell
     assert terminated and info["success"] == success
     assert reward > FirstVisitBonus.BONUS if success else reward == FirstVisitBonus.BONUS
 
