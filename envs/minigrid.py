@@ -130,6 +130,19 @@ def memory_cue_cell(base: gym.Env) -> tuple[int, int]:
     return 1, base.height // 2 - 1
 
 
+def memory_split_view(base: gym.Env) -> str | None:
+    """In an unwrapped MiniGrid Memory env: the type of the end object in view (``"key"`` or
+    ``"ball"``) when the agent stands at the split (the middle of the end corridor) facing north or
+    south, where the next move decides the episode; None anywhere else. The matching choice is
+    forward when that object matches the cue, a turn otherwise."""
+    x, y = (int(v) for v in base.agent_pos)
+    corridor_x = base.success_pos[0]  # both end cells, and both end objects, are in this column
+    middle = base.height // 2
+    if x != corridor_x or y != middle or base.agent_dir not in (1, 3):  # 1: south, 3: north
+        return None
+    return base.grid.get(x, middle + 2 if base.agent_dir == 1 else middle - 2).type
+
+
 class CueInViewAtStart(gym.Wrapper):
     """Diagnostic: MiniGrid's Memory task with the agent always starting in the start room's first
     column, facing east, so the cue (one cell north of it) is in view at the first step whatever

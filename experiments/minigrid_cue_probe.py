@@ -12,8 +12,12 @@ It also splits the episodes' success by whether the cue was ever in the agent's 
 episode, by the cue (an agent that half-learned the comparison may get one cue right only), and
 by the column the agent started in (in column 1 the cue is in a 3x3 view from the
 first step): an agent that uses the cue only when it gets it for free succeeds well above 0.5 in
-the episodes that saw it and at 0.5 elsewhere. The memory is carried across episodes the way the
-run trained it (``env.episodes_per_trial``).
+the episodes that saw it and at 0.5 elsewhere. At the split (the middle of the end corridor,
+facing north or south, one end object in view) it prints the policy's mean probability of
+stepping forward and of turning, by cue, heading and object in view, beside the matching move
+(forward when the object matches the cue): this shows which of the four cue/object cases a
+half-learned comparison gets wrong. The memory is carried across episodes the way the run trained
+it (``env.episodes_per_trial``).
 
     python experiments/minigrid_cue_probe.py runs/minigrid/diag-startatcue-gru-recallstd16-s0
     python experiments/minigrid_cue_probe.py runs/minigrid/s9-replica-eps-s2 \
@@ -30,7 +34,7 @@ import torch
 import yaml
 
 from agents.encoders import obs_to_tensor
-from envs.minigrid import memory_cue_cell
+from envs.minigrid import memory_cue_cell, memory_split_view
 from memo_rl.checkpoint import list_checkpoints, load_checkpoint
 from memo_rl.config import config_from_dict
 from memo_rl.registry import make_agent, make_vector_env
@@ -54,6 +58,25 @@ def cue_in_view(env) -> np.ndarray:
 def start_columns(env) -> np.ndarray:
     """``[N]`` int: each env's agent column (at an episode's start: where it started)."""
     return np.array([int(single.unwrapped.agent_pos[0]) for single in env.envs])
+
+
+def split_views(env) -> list[str | None]:
+    """Per env: the end object in view when the agent is at the split facing it, else None."""
+    return [memory_split_view(single.unwrapped) for single in env.envs]
+
+
+FORWARD, TURNS = 2, (0, 1)  # MiniGrid's action indices (also NavigationActions')
+
+
+def print_split_decisions(decisions: dict[tuple[bool, int, str], list[np.ndarray]]) -> None:
+    """The policy at the split: mean P(forward) and P(turn) per (cue is a key, heading, object in view)."""
+    for (key_cue, heading, in_view), probs in sorted(decisions.items()):
+        mean = np.mean(probs, axis=0)  # [A]
+        cue = "key" if key_cue else "ball"
+        match = "forward" if in_view == cue else "turn"
+        print(f"  at the split, cue a {cue}, facing {'south' if heading == 1 else 'north'}, a {in_view} in view: "
+              f"{len(probs)} steps, forward {mean[FORWARD]:.2f}, turn {mean[list(TURNS)].sum():.2f} "
+              f"(the match: {match})")
 
 
 def print_breakdown(successes: np.ndarray, seen: np.ndarray, columns: np.ndarray, key_cue: np.ndarray) -> None:
@@ -109,6 +132,7 @@ def main() -> None:
     inputs = first_inputs(obs_to_tensor(obs, env.single_observation_space, "cpu"), N, "cpu")
     state, resets = agent.initial_state(N, "cpu"), torch.ones(N, dtype=torch.bool)
     outputs, cues, steps, successes = [], [], [], []
+    decisions: dict[tuple[bool, int, str], list[np.ndarray]] = {}  # (key cue, heading, in view) -> [A] probs
     with torch.no_grad():
         for _ in range(args.steps):
             embedded = agent.embed(inputs)  # [N, d]
@@ -117,6 +141,10 @@ def main() -> None:
             outputs.append(features.numpy())
             cues.append(cue.copy())
             steps.append(step_in_episode.copy())
+            probs = torch.softmax(logits, dim=-1).numpy()  # [N, A]
+            for i, in_view in enumerate(split_views(env)):
+                if in_view is not None:
+                    decisions.setdefault((bool(cue[i]), int(env.envs[i].unwrapped.agent_dir), in_view), []).append(probs[i])
             actions = torch.distributions.Categorical(logits=logits).sample()  # [N]
             obs, rewards, terminated, truncated, info = env.step(actions.numpy())
             ended = terminated | truncated
@@ -141,6 +169,7 @@ def main() -> None:
     print(f"{checkpoint}: {len(successes)} episodes, success {np.mean(successes):.2f}")
     print_breakdown(np.array(successes), np.array(seen_by_episode), np.array(column_by_episode),
                     np.array(cue_by_episode, dtype=bool))
+    print_split_decisions(decisions)
     for s in args.probe_steps:
         at = S == s
         if at.sum() < 20 or C[at].all() or not C[at].any():

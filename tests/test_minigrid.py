@@ -174,6 +174,20 @@ def _memory_env_next_to(target: str, env=None):
     return env
 
 
+@pytest.mark.parametrize("target", ["success", "failure"])
+def test_split_view_names_the_end_object_the_agent_faces_at_the_split(target):
+    """memory_split_view: at the split facing an end cell, the object behind that cell (the cue's
+    type beyond the success cell, the other type beyond the failure cell); None once it faces east."""
+    from envs.minigrid import memory_cue_cell, memory_split_view
+
+    base = _memory_env_next_to(target).unwrapped
+    cue = base.grid.get(*memory_cue_cell(base)).type
+    other = {"key": "ball", "ball": "key"}[cue]
+    assert memory_split_view(base) == (cue if target == "success" else other)
+    base.agent_dir = 0  # east: no end object in view, nothing decided yet
+    assert memory_split_view(base) is None
+
+
 @pytest.mark.parametrize("target,success", [("success", 1.0), ("failure", 0.0)])
 def test_success_flag_follows_the_object_picked(target, success):
     env = _memory_env_next_to(target)
