@@ -238,8 +238,9 @@ class RunConfig:
     resume: bool = False
     """Continue the run in ``run.dir`` from its newest intact checkpoint."""
     init_from: str | None = None
-    """Start a new run from the agent weights of this checkpoint file (fine-tuning, curricula:
-    e.g. the same agent on a harder env variant). Only the weights carry over: the optimizer, the
+    """Start a new run from the agent weights of this checkpoint file, or of a run directory's newest
+    checkpoint (fine-tuning, curricula: e.g. the same agent on a harder env variant; the run's
+    config.yaml then names the file). Only the weights carry over: the optimizer, the
     step count, the RNG and the trials start fresh. The checkpoint's ``agent.*`` and ``memory.*``
     settings must equal this run's; the env may differ if its observation and action spaces do
     not. Ignored when resuming (the run's own checkpoint holds its weights)."""

@@ -114,18 +114,31 @@ INIT_FROM_MATCHING = ("agent", "memory")
 
 def initial_weights(cfg: ExperimentConfig) -> dict[str, Any] | None:
     """The agent weights named by ``run.init_from`` (None when it is not set), after checking that the
-    checkpoint's agent and memory settings equal ``cfg``'s; raise ConfigError (one line) otherwise."""
+    checkpoint's agent and memory settings equal ``cfg``'s; raise ConfigError (one line) otherwise.
+
+    ``run.init_from`` names a checkpoint file or a run directory; a directory stands for its newest
+    readable checkpoint, and ``cfg.run.init_from`` is set to that file so the run's config.yaml
+    records exactly which weights it started from."""
     if not cfg.run.init_from:
         return None
     path = Path(cfg.run.init_from)
     if cfg.algo != "ppo":
         raise ConfigError(f"run.init_from supports algo=ppo, not algo={cfg.algo}")
-    if not path.is_file():
-        raise ConfigError(f"run.init_from={path}: no such checkpoint file (give a checkpoints/ckpt_*.pt path)")
-    try:
-        payload = load_checkpoint(path)
-    except CheckpointError as err:
-        raise ConfigError(f"run.init_from: {err}") from None
+    if path.is_dir():
+        found = latest_intact_checkpoint(checkpoint_dir(path))
+        if found is None:
+            raise ConfigError(f"run.init_from={path}: no readable checkpoint in {checkpoint_dir(path)} "
+                              "(give a run directory with checkpoints or a checkpoints/ckpt_*.pt file)")
+        path, payload = found
+        cfg.run.init_from = str(path)
+    elif not path.is_file():
+        raise ConfigError(f"run.init_from={path}: no such checkpoint file or run directory "
+                          "(give a checkpoints/ckpt_*.pt file or a run directory)")
+    else:
+        try:
+            payload = load_checkpoint(path)
+        except CheckpointError as err:
+            raise ConfigError(f"run.init_from: {err}") from None
     theirs = flatten_dict({section: payload["config"].get(section, {}) for section in INIT_FROM_MATCHING})
     ours = flatten_dict({section: config_to_dict(cfg)[section] for section in INIT_FROM_MATCHING})
     for key in sorted(set(theirs) | set(ours)):

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from memo_rl import registry
 from memo_rl.cli import main
@@ -94,6 +95,25 @@ def test_gru_trains_on_minigrid_memory_with_async_envs(tmp_path):
     assert main(["train", "minigrid_memory_s13random_gru", *SHORT, f"run.dir={run_dir}"]) == 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["env_id"] == "MiniGrid-MemoryS13Random-v0" and summary["env_steps"] == 64
+
+
+@pytest.mark.parametrize("agent", ["gru", "none"])
+def test_two_stage_recipe_chains_through_init_from(tmp_path, agent):
+    """Stage 1 (bonus + 99-layout pool), then stage 2 from its run directory (bonus, no pool,
+    entropy 0.03): stage 2 starts from stage 1's final weights, and both evaluate on MiniGrid's own
+    layouts without the bonus (docs/results.md, MiniGrid section)."""
+    stage1, stage2 = tmp_path / "stage1", tmp_path / "stage2"
+    assert main(["train", f"minigrid_memory_s13random_{agent}_stage1", *SHORT, f"run.dir={stage1}"]) == 0
+    assert main(["train", f"minigrid_memory_s13random_{agent}_stage2", *SHORT, f"run.init_from={stage1}",
+                 f"run.dir={stage2}"]) == 0
+    first, second = (yaml.safe_load((d / "config.yaml").read_text()) for d in (stage1, stage2))
+    assert "envs.minigrid:ReferenceLayoutPool" in first["env"]["wrappers"]
+    assert "envs.minigrid:ReferenceLayoutPool" not in second["env"]["wrappers"]
+    assert first["env"]["wrappers"][0] == second["env"]["wrappers"][0] == "envs.minigrid:FirstVisitBonus"
+    assert (first["ppo"]["ent_coef"], second["ppo"]["ent_coef"]) == (0.01, 0.03)
+    assert second["run"]["init_from"] == str(stage1 / "checkpoints" / "ckpt_000000000064.pt")
+    for config in (first, second):
+        assert config["eval"]["env_wrappers"] == ["envs.minigrid:SymbolicOneHot", "envs.minigrid:NavigationActions"]
 
 
 def test_rgb_observations_through_a_wrapper(tmp_path):

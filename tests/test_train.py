@@ -14,7 +14,7 @@ import torch
 import yaml
 from conftest import read_metrics
 
-from memo_rl.checkpoint import list_checkpoints, load_checkpoint
+from memo_rl.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint
 from memo_rl.cli import main
 from memo_rl.config import build_config
 from memo_rl.train import Trainer, resolve_run
@@ -265,12 +265,31 @@ def test_init_from_starts_a_new_run_from_the_checkpoint_weights(tmp_path, tiny, 
     assert yaml.safe_load((tmp_path / "tuned" / "config.yaml").read_text())["run"]["init_from"] == str(ckpt)
 
 
+def test_init_from_a_run_directory_takes_its_newest_checkpoint_and_records_the_file(tmp_path, tiny):
+    """A two-stage curriculum names the first stage's run: its newest readable checkpoint (a corrupt
+    newer one is skipped) is the one loaded, and config.yaml names that file, not the directory."""
+    source = tmp_path / "source"
+    assert main(["train", *tiny, "run.checkpoint_interval=2", f"run.dir={source}"]) == 0
+    steps = [step for step, _ in list_checkpoints(source / "checkpoints")]
+    assert len(steps) >= 2
+    newest = checkpoint_path(source, steps[-1])
+    newest.write_bytes(b"truncated")  # a newest checkpoint that does not load
+    expected = checkpoint_path(source, steps[-2])
+    resolved = resolve_run(None, [*tiny, f"run.init_from={source}", f"run.dir={tmp_path / 'stage2'}"])
+    assert resolved.cfg.run.init_from == str(expected)
+    weights = load_checkpoint(expected)["model"]
+    assert all(torch.equal(value, weights[name]) for name, value in resolved.init_model.items())
+    assert main(["train", *tiny, f"run.init_from={source}", f"run.dir={tmp_path / 'stage2'}"]) == 0
+    assert yaml.safe_load((tmp_path / "stage2" / "config.yaml").read_text())["run"]["init_from"] == str(expected)
+
+
 def test_init_from_rejects_what_does_not_fit_in_one_line(tmp_path, tiny, capsys):
     source = tmp_path / "source"
     assert main(["train", *tiny, "train.total_steps=128", f"run.dir={source}"]) == 0
     ckpt = source / "checkpoints" / "ckpt_000000000128.pt"
     cases = [
-        ([f"run.init_from={tmp_path / 'nope.pt'}"], "no such checkpoint file"),
+        ([f"run.init_from={tmp_path / 'nope.pt'}"], "no such checkpoint file or run directory"),
+        ([f"run.init_from={tmp_path}"], f"run.init_from={tmp_path}: no readable checkpoint in"),
         ([f"run.init_from={ckpt}", "agent.hidden_size=32"], "the checkpoint has agent.hidden_size=16, this run 32"),
         ([f"run.init_from={ckpt}", "memory.core=lstm"], "the checkpoint has memory.core='gru', this run 'lstm'"),
         ([f"run.init_from={ckpt}", "env.id=memo_rl/DarkRoom-v0"], "do not fit this env's agent"),
