@@ -498,6 +498,9 @@ def evaluate_checkpoint(
         "trial_return_ci95": float(1.96 * trial_returns.std(ddof=1) / math.sqrt(len(trial_returns)))
         if len(trial_returns) > 1 else float("nan"),
         "trial_steps": binned.trial_steps,
+        "episodes": float(binned.episodes.sum()),
+        # over every episode that reported info["success"] (NaN when the env reports none)
+        "success_rate": _ratio(binned.successes.sum(), binned.success_count.sum()),
         "max_cached_tokens": float(binned.cached_tokens.max()),
         "seconds": 0.0,
         "bins": bins,
@@ -522,6 +525,8 @@ def evaluate_checkpoint(
             write_gif(writer, "eval/video", probe.frames, step)
         writer.add_scalar("eval/trial_return_mean", entry["trial_return_mean"], step)
         writer.add_scalar("eval/max_cached_tokens", entry["max_cached_tokens"], step)
+        if not math.isnan(entry["success_rate"]):
+            writer.add_scalar("eval/success_rate", entry["success_rate"], step)
         for row in bins:
             for key in ("return_mean", "success_rate", "episode_length", "cached_tokens", "step_ms"):
                 if not math.isnan(row[key]):
@@ -545,8 +550,10 @@ def describe(entry: dict[str, Any]) -> str:
         by_episode_text = f" | {label} by episode of the trial: {values}"
     else:
         by_episode_text = ""
+    success = entry.get("success_rate", math.nan)  # absent from results written before it was recorded
+    success_text = "" if math.isnan(success) else f"success {success:.3f} over {entry['episodes']:,.0f} episodes | "
     return (
-        f"trial return {entry['trial_return_mean']:.2f} ± {entry['trial_return_ci95']:.2f} | return per bin: {bins}"
+        f"{success_text}trial return {entry['trial_return_mean']:.2f} ± {entry['trial_return_ci95']:.2f} | return per bin: {bins}"
         f"{by_episode_text} | "
         f"tokens <= {entry['max_cached_tokens']:.0f} | {latency[0]:.2f} -> {latency[-1]:.2f} ms/step | "
         f"{entry['seconds']:.0f}s"

@@ -149,15 +149,19 @@ def s7_run(tmp_path_factory):
     return run_dir
 
 
-def test_eval_plays_minigrid_episodes_as_trials(s7_run, tmp_path):
+def test_eval_plays_minigrid_episodes_as_trials(s7_run, tmp_path, capsys):
     """A trial of a plain gymnasium task is one episode; MiniGrid Memory has no registered time limit
-    (it truncates itself), so evaluation plays until every env's episode ended."""
+    (it truncates itself), so evaluation plays until every env's episode ended. The success rate over
+    all episodes is recorded and printed."""
     out = tmp_path / "eval"
     assert main(["eval", str(s7_run), "eval.trials=3", "eval.bin_steps=50", "eval.video_steps=0",
                  f"eval.output={out}"]) == 0
     entry = json.loads((out / "results.json").read_text())["checkpoints"][-1]
     episodes = sum(row["episodes"] for row in entry["bins"])
-    assert episodes == 3 and entry["trial_steps"] <= 5 * 7 * 7  # MemoryS7 truncates at 5 x size^2 steps
+    assert episodes == entry["episodes"] == 3 and entry["trial_steps"] <= 5 * 7 * 7  # MemoryS7: 5 x size^2 steps
+    successes = sum(row["success_rate"] * row["episodes"] for row in entry["bins"] if row["episodes"])
+    assert entry["success_rate"] == pytest.approx(successes / 3)
+    assert f"success {entry['success_rate']:.3f} over 3 episodes | trial return" in capsys.readouterr().out
     assert 0 < entry["bins"][-1]["episodes"] and all(row["step_ms"] > 0 for row in entry["bins"])
 
 
