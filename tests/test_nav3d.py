@@ -245,6 +245,26 @@ def test_gps_frame_trial_keeps_the_first_start_as_origin_until_the_trial_ends():
         np.testing.assert_array_equal(trunc_e, trunc_t)
 
 
+@pytest.mark.parametrize("frame", ["episode", "trial"])
+def test_goal_position_is_what_the_gps_reads_at_the_goal(frame):
+    """goal_position() is the current goal's position in the gps_compass frame: moving every
+    agent onto its goal object makes its GPS read exactly that, in later episodes of a trial too."""
+    env = ExtObjNavVectorEnv(4, rooms=2, num_objects=4, resolution=16, episode_length=20, trial_length=60,
+                             gps_frame=frame)  # fmt: skip
+    env.reset(seed=5)
+    rng = np.random.default_rng(1)
+    for _ in range(45):  # into the second and third episodes, frames drifting from the poses
+        env.step(rng.choice([STOP, FWD, FWD, LEFT, RIGHT], size=4))
+    expected = env.goal_position()  # [4, 2]
+    s = env.get_state()
+    goal = s["goal_seq"][np.arange(4), s["goal_idx"]]  # [4]
+    s["pose"][:, :2] = s["obj_pos"][np.arange(4), goal]
+    env.set_state(s)
+    np.testing.assert_allclose(env.observe()["gps_compass"][:, :2], expected, atol=1e-4)
+    if frame == "trial":  # the trial frame is not the episode's: the test crossed episode starts
+        assert not np.allclose(s["trial_start"], s["start"])
+
+
 def test_state_saved_before_trial_start_existed_still_restores():
     """A checkpoint's env state without ``trial_start`` (saved before gps_frame) restores, with the
     episode's start as the trial's origin; every other value comes back as saved."""

@@ -252,6 +252,19 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
         self._observe(self._all, obs)
         return obs
 
+    def goal_position(self) -> np.ndarray:
+        """float32 [N, 2]: the current goal object's position in the frame ``gps_compass`` is
+        measured in (x forward, y left of the episode's or the trial's start pose, per ``gps_frame``):
+        what an agent at the goal would read as its GPS. For probing whether a memory holds it."""
+        if not self._started:
+            raise RuntimeError("call reset() (or set_state()) before goal_position()")
+        s = self._state
+        frame = s["trial_start"] if self.gps_frame == "trial" else s["start"]  # [N, 3] origin of gps_compass
+        goal = s["goal_seq"][np.arange(self.num_envs), np.minimum(s["goal_idx"], self.num_goals - 1)]  # [N]
+        dx, dy = (s["obj_pos"][np.arange(self.num_envs), goal] - frame[:, :2]).T  # [N, 2] -> two [N]
+        cos, sin = np.cos(frame[:, 2]), np.sin(frame[:, 2])
+        return np.stack([cos * dx + sin * dy, -sin * dx + cos * dy], axis=1).astype(np.float32)  # [N, 2]
+
     def render(self) -> np.ndarray | None:
         """uint8 frames [N, P, 2P, 3]: the first-person RGB (nearest-upscaled by an integer factor to
         P = H * max(1, 256 // H)) left, the top-down map right (walls dark, floors in their room's

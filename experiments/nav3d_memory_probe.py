@@ -1,0 +1,165 @@
+"""Does a trained Nav3D ExtObjNav agent's memory hold where its goal is? A linear probe at episode starts.
+
+Plays a checkpoint of a run on its Nav3D env with sampled actions (``--env-kwargs`` overrides the
+run's env kwargs, e.g. a shorter ``trial_length`` for more first episodes) and records, at the
+first step of every episode, the memory core's output and the goal object's position in the GPS
+frame (``goal_position``; with ``gps_frame=trial`` fixed for the whole trial). It fits a
+least-squares linear probe from the output to that position on the episodes of half the envs and
+reports its mean error in metres on the other half, beside the error of guessing the mean
+position. Rows: episodes whose goal object the agent already stopped at earlier in the trial
+(a memory that keeps what it found can hold its position), and first episodes (nothing seen
+yet: the control), beside a second control that must be decodable: the agent's own GPS, an input
+of that step. It also prints success and length by whether the goal was found before, so
+that storing (the probe) and using (success, length) can be told apart (docs/results.md, Nav3D
+section).
+
+    python experiments/nav3d_memory_probe.py runs/nav3d/obj1-cap50-ft-gru-s0 --envs 64 --steps 1000 --env-kwargs trial_length=250
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from agents.encoders import obs_to_tensor
+from envs.nav3d import Nav3DVectorEnv
+from memo_rl.checkpoint import list_checkpoints, load_checkpoint
+from memo_rl.config import config_from_dict
+from memo_rl.registry import make_agent, make_vector_env
+from memo_rl.types import first_inputs, next_inputs
+
+
+def probe_error(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """Mean Euclidean error (m) on ``test`` rows of maps ``X [n, d] -> y [n, 2]`` fitted on ``train``
+    rows: ``linear`` (least squares), ``mlp`` (one hidden layer of 128 tanh units, full-batch Adam
+    on standardised inputs, up to 1,000 steps, stopped
+    where a fifth of the train rows held out fit best) and ``mean`` (predicting the ``train`` mean: no information)."""
+    A = np.c_[X, np.ones(len(X))]  # [n, d + 1]: outputs and a bias
+    w = np.linalg.lstsq(A[train], y[train], rcond=None)[0]  # [d + 1, 2]
+    errors = {"linear": np.linalg.norm(A[test] @ w - y[test], axis=1).mean(),
+              "mean": np.linalg.norm(y[train].mean(0) - y[test], axis=1).mean()}
+    torch.manual_seed(seed)
+    mu, sd = X[train].mean(0), X[train].std(0) + 1e-6
+    Xt = torch.as_tensor((X - mu) / sd, dtype=torch.float32)  # [n, d]
+    yt = torch.as_tensor(y, dtype=torch.float32)  # [n, 2]
+    rows = np.random.default_rng(seed).permutation(np.flatnonzero(train))
+    fit_rows, val_rows = torch.as_tensor(rows[len(rows) // 5:]), torch.as_tensor(rows[: len(rows) // 5])
+    mlp = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 128), torch.nn.Tanh(), torch.nn.Linear(128, 2))
+    optimizer = torch.optim.Adam(mlp.parameters(), lr=3e-3)
+    best, best_state = float("inf"), None
+    for step in range(1000):  # full batch; kept at its best error on the fifth of train rows held out
+        with torch.enable_grad():
+            loss = (mlp(Xt[fit_rows]) - yt[fit_rows]).pow(2).sum(1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if step % 10 == 9:
+            with torch.no_grad():
+                val = (mlp(Xt[val_rows]) - yt[val_rows]).norm(dim=1).mean().item()
+            if val < best:
+                best, best_state = val, {k: v.clone() for k, v in mlp.state_dict().items()}
+    mlp.load_state_dict(best_state)
+    with torch.no_grad():
+        errors["mlp"] = (mlp(Xt[torch.as_tensor(np.flatnonzero(test))]) - yt[np.flatnonzero(test)]).norm(dim=1).mean().item()
+    return {name: float(value) for name, value in errors.items()}
+
+
+def describe(errors: dict[str, float]) -> str:
+    return (f"error {errors['linear']:.2f} m linear, {errors['mlp']:.2f} m MLP "
+            f"(guessing the mean: {errors['mean']:.2f} m)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="run directory of a Nav3D ExtObjNav run")
+    parser.add_argument("--checkpoint", type=Path, help="default: the run's newest checkpoint")
+    parser.add_argument("--envs", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=2000, help="env steps per env")
+    parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--env-kwargs", nargs="+", default=[], metavar="KEY=INT", help="override env kwargs (ints)")
+    args = parser.parse_args()
+
+    cfg = config_from_dict(yaml.safe_load((args.run / "config.yaml").read_text()))
+    for item in args.env_kwargs:
+        key, sep, value = item.partition("=")
+        if not sep or not value.lstrip("-").isdigit():
+            raise SystemExit(f"--env-kwargs takes KEY=INT, got {item!r}")
+        cfg.env.kwargs[key] = int(value)
+    env = make_vector_env(cfg.env, args.envs)
+    nav = env.unwrapped
+    if not isinstance(nav, Nav3DVectorEnv) or nav.num_goals != 1:
+        raise SystemExit(f"{args.run}: env '{cfg.env.id}' is not the Nav3D ExtObjNav task")
+    agent = make_agent(cfg, env.single_observation_space, env.single_action_space)
+    checkpoint = args.checkpoint or list_checkpoints(args.run / "checkpoints")[-1][1]
+    agent.load_state_dict(load_checkpoint(checkpoint)["model"])
+    agent.eval()
+    torch.manual_seed(args.seed)
+
+    N, k = args.envs, nav.num_objects
+    obs, _ = env.reset(seed=args.seed)
+    found = np.zeros((N, k), bool)  # [N, k]: objects stopped at successfully earlier in the trial
+    ep_index = np.zeros(N, int)
+    starting = np.ones(N, bool)  # the env shows an episode's first observation
+    rows: list[tuple] = []  # per episode start: env, episode index, goal found before, output, goal position, own GPS
+    outcome: dict[tuple[int, int], tuple[bool, int]] = {}  # (env, episode index) -> (success, length)
+    length = np.zeros(N, int)
+    inputs = first_inputs(obs_to_tensor(obs, env.single_observation_space, "cpu"), N, "cpu")
+    state, resets = agent.initial_state(N, "cpu"), torch.ones(N, dtype=torch.bool)
+    with torch.no_grad():
+        for _ in range(args.steps):
+            goal = nav.get_state()["goal_seq"][:, 0]  # [N] the running episodes' goal objects
+            embedded = agent.embed(inputs)  # [N, d]
+            features, state = agent.core.step(embedded, state, resets)  # [N, d]
+            logits = agent._heads(embedded, features, state).logits  # [N, A]
+            position = nav.goal_position()  # [N, 2]
+            own = inputs.obs["gps_compass"][:, :2].numpy()  # [N, 2]: the agent's GPS, an input of this step
+            for i in np.flatnonzero(starting):
+                rows.append((i, ep_index[i], found[i, goal[i]], features[i].numpy(), position[i], own[i], embedded[i].numpy()))
+            actions = torch.distributions.Categorical(logits=logits).sample()  # [N]
+            obs, rewards, terminated, truncated, info = env.step(actions.numpy())
+            ended = terminated | truncated
+            trial_end = np.asarray(info["trial_end"], bool)
+            length += 1
+            for i in np.flatnonzero(ended & ~trial_end):  # episodes the trial's end did not cut
+                outcome[(i, ep_index[i])] = (bool(info["success"][i]), int(length[i]))
+            found[np.flatnonzero(ended & info["success"]), goal[ended & info["success"]]] = True
+            ep_index = np.where(ended, ep_index + 1, ep_index)
+            ep_index[trial_end], found[trial_end], length[ended] = 0, False, 0
+            starting = ended
+            resets = torch.as_tensor(trial_end)
+            inputs = next_inputs(obs_to_tensor(obs, env.single_observation_space, "cpu"), actions,
+                                 torch.as_tensor(rewards, dtype=torch.float32), torch.as_tensor(ended), resets)
+    env.close()
+
+    env_id = np.array([r[0] for r in rows])
+    index = np.array([r[1] for r in rows])
+    known = np.array([r[2] for r in rows], bool)
+    X = np.stack([r[3] for r in rows])  # [episodes, d]
+    y = np.stack([r[4] for r in rows])  # [episodes, 2]
+    own = np.stack([r[5] for r in rows])  # [episodes, 2]
+    held_out = env_id >= N // 2  # test on the episodes of the second half of the envs
+    print(f"{checkpoint}: {len(rows)} episode starts in {N} envs, {k} object(s) per layout")
+    errors = probe_error(X, own, ~held_out, held_out)  # the control: a position the agent reads at this step
+    print(f"  the agent's own GPS position (an input of the step): {describe(errors)}")
+    E = np.stack([r[6] for r in rows])  # [episodes, e]
+    print(f"  the same from the encoders' output (the core's input): {describe(probe_error(E, own, ~held_out, held_out))}")
+    groups = (("goal found earlier in the trial", known), ("first episode of the trial", index == 0),
+              ("later episode, goal not found before", (index > 0) & ~known))
+    for name, group in groups:
+        train, test = group & ~held_out, group & held_out
+        played = [outcome[(e, j)] for e, j in zip(env_id[group], index[group]) if (e, j) in outcome]
+        summary = (f"success {np.mean([s for s, _ in played]):.2f}, length {np.mean([n for _, n in played]):.1f} "
+                   f"over {len(played)} episodes") if played else "no finished episodes"
+        if train.sum() <= X.shape[1] + 1 or test.sum() < 10:
+            print(f"  {name}: {summary}; too few episodes to probe ({train.sum()} to fit, {test.sum()} to test)")
+            continue
+        print(f"  {name}: {summary}; goal position from the memory's output: {describe(probe_error(X, y, train, test))}; "
+              f"fitted on {train.sum()}, tested on {test.sum()}")
+
+
+if __name__ == "__main__":
+    main()
