@@ -1,15 +1,16 @@
-"""Does a trained Nav3D ExtObjNav agent's memory hold where its goal is? A linear probe at episode starts.
+"""Does a trained Nav3D ExtObjNav agent's memory hold where its goal is? Probes at episode starts.
 
 Plays a checkpoint of a run on its Nav3D env with sampled actions (``--env-kwargs`` overrides the
 run's env kwargs, e.g. a shorter ``trial_length`` for more first episodes) and records, at the
 first step of every episode, the memory core's output and the goal object's position in the GPS
 frame (``goal_position``; with ``gps_frame=trial`` fixed for the whole trial). It fits a
-least-squares linear probe from the output to that position on the episodes of half the envs and
-reports its mean error in metres on the other half, beside the error of guessing the mean
-position. Rows: episodes whose goal object the agent already stopped at earlier in the trial
+linear (ridge) and a small MLP probe from the output to that position on the episodes of half the
+envs and reports their mean error in metres on the other half, beside the error of guessing the
+mean position. Rows: episodes whose goal object the agent already stopped at earlier in the trial
 (a memory that keeps what it found can hold its position), and first episodes (nothing seen
-yet: the control), beside a second control that must be decodable: the agent's own GPS, an input
-of that step. It also prints success and length by whether the goal was found before, so
+yet: the control). Above them, the same probes of a position the agent reads at that step, its
+own GPS, from the core's output and from the encoders' output (the core's input): whether the
+agent keeps track of where it is at all. It also prints success and length by whether the goal was found before, so
 that storing (the probe) and using (success, length) can be told apart (docs/results.md, Nav3D
 section).
 
@@ -35,23 +36,27 @@ from memo_rl.types import first_inputs, next_inputs
 
 def probe_error(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int = 0) -> dict[str, float]:
     """Mean Euclidean error (m) on ``test`` rows of maps ``X [n, d] -> y [n, 2]`` fitted on ``train``
-    rows: ``linear`` (least squares), ``mlp`` (one hidden layer of 128 tanh units, full-batch Adam
-    on standardised inputs, up to 1,000 steps, stopped
-    where a fifth of the train rows held out fit best) and ``mean`` (predicting the ``train`` mean: no information)."""
-    A = np.c_[X, np.ones(len(X))]  # [n, d + 1]: outputs and a bias
-    w = np.linalg.lstsq(A[train], y[train], rcond=None)[0]  # [d + 1, 2]
+    rows: ``linear`` (ridge regression on standardised inputs, penalty 10: a few hundred rows of a
+    64-wide output would overfit plain least squares), ``mlp`` (one hidden layer of 128 tanh units,
+    full-batch Adam on standardised inputs, up to 500 steps, stopped where a fifth of the train rows
+    held out fit best) and ``mean`` (predicting the ``train`` mean: no information)."""
+    mu, sd = X[train].mean(0), X[train].std(0) + 1e-6
+    Z = (X - mu) / sd  # [n, d] standardised
+    A = np.c_[Z, np.ones(len(X))]  # [n, d + 1]: outputs and a bias
+    penalty = 10.0 * np.eye(A.shape[1])
+    penalty[-1, -1] = 0.0  # the bias is not shrunk
+    w = np.linalg.solve(A[train].T @ A[train] + penalty, A[train].T @ y[train])  # [d + 1, 2]
     errors = {"linear": np.linalg.norm(A[test] @ w - y[test], axis=1).mean(),
               "mean": np.linalg.norm(y[train].mean(0) - y[test], axis=1).mean()}
     torch.manual_seed(seed)
-    mu, sd = X[train].mean(0), X[train].std(0) + 1e-6
-    Xt = torch.as_tensor((X - mu) / sd, dtype=torch.float32)  # [n, d]
+    Xt = torch.as_tensor(Z, dtype=torch.float32)  # [n, d]
     yt = torch.as_tensor(y, dtype=torch.float32)  # [n, 2]
     rows = np.random.default_rng(seed).permutation(np.flatnonzero(train))
     fit_rows, val_rows = torch.as_tensor(rows[len(rows) // 5:]), torch.as_tensor(rows[: len(rows) // 5])
     mlp = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 128), torch.nn.Tanh(), torch.nn.Linear(128, 2))
     optimizer = torch.optim.Adam(mlp.parameters(), lr=3e-3)
     best, best_state = float("inf"), None
-    for step in range(1000):  # full batch; kept at its best error on the fifth of train rows held out
+    for step in range(500):  # full batch; kept at its best error on the fifth of train rows held out
         with torch.enable_grad():
             loss = (mlp(Xt[fit_rows]) - yt[fit_rows]).pow(2).sum(1).mean()
             optimizer.zero_grad()

@@ -463,3 +463,54 @@ def test_presets_train_end_to_end(tmp_path, preset):
     assert main(args) == 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["env_steps"] == 64 and summary["env_id"].startswith("memo_rl/Nav3D-")
+
+
+def _memory_probe_module():
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("nav3d_memory_probe", REPO / "experiments" / "nav3d_memory_probe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_memory_probe_error_reads_a_held_position_and_not_a_missing_one():
+    """probe_error: a position that is a linear mix of the outputs is read back far better than the
+    mean guess by both probes; one independent of them is read no better than the mean."""
+    probe = _memory_probe_module()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 16))  # [n, d]
+    held = X[:, :2] @ np.array([[2.0, 0.5], [-1.0, 3.0]])  # [n, 2]
+    missing = rng.normal(scale=3.0, size=(600, 2))  # [n, 2]
+    train = np.arange(600) < 300
+    e = probe.probe_error(X, held, train, ~train)
+    assert e["linear"] < 0.1 * e["mean"] and e["mlp"] < 0.5 * e["mean"]
+    e = probe.probe_error(X, missing, train, ~train)
+    assert e["linear"] > 0.95 * e["mean"] and e["mlp"] > 0.95 * e["mean"]
+
+
+def test_memory_probe_reads_an_extobjnav_run(tmp_path):
+    """experiments/nav3d_memory_probe.py plays a trained ExtObjNav run and prints its rows."""
+    from conftest import run_experiment
+
+    from memo_rl.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "nav3d_extobjnav_gru", "env.num_envs=2", "env.kwargs.resolution=16", "env.kwargs.rooms=2",
+                 "env.kwargs.num_objects=1", "env.kwargs.episode_length=10", "env.kwargs.trial_length=40",
+                 "ppo.rollout_length=16", "ppo.num_minibatches=2", "ppo.epochs=1", "train.total_steps=64",
+                 "run.progress=false", f"run.dir={run_dir}"]) == 0  # fmt: skip
+    done = run_experiment("nav3d_memory_probe.py", str(run_dir), "--envs", "16", "--steps", "200",
+                          "--env-kwargs", "trial_length=40", timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    starts = int(lines[0].split(": ")[1].split()[0])
+    assert starts >= 16 * 200 // 10  # 10-step episodes: at least one start per 10 steps per env
+    assert lines[1].startswith("  the agent's own GPS position") and " m linear, " in lines[1]
+    assert lines[2].startswith("  the same from the encoders' output")
+    assert [line.split(":")[0] for line in lines[3:]] == [
+        "  goal found earlier in the trial", "  first episode of the trial", "  later episode, goal not found before"]
+    bad = run_experiment("nav3d_memory_probe.py", str(run_dir), "--env-kwargs", "trial_length=long")
+    assert bad.returncode != 0 and "--env-kwargs takes KEY=INT, got 'trial_length=long'" in bad.stderr
