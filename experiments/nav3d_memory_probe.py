@@ -10,9 +10,9 @@ mean position. Rows: episodes whose goal object the agent already stopped at ear
 (a memory that keeps what it found can hold its position), and first episodes (nothing seen
 yet: the control). Above them, the same probes of a position the agent reads at that step, its
 own GPS, from the core's output and from the encoders' output (the core's input): whether the
-agent keeps track of where it is at all. It also prints success and length by whether the goal was found before, so
-that storing (the probe) and using (success, length) can be told apart (docs/results.md, Nav3D
-section).
+agent keeps track of where it is at all. It also prints success and length by whether the goal
+was found before, so that storing (the probe) and using (success, length) can be told apart
+(docs/results.md, Nav3D section).
 
     python experiments/nav3d_memory_probe.py runs/nav3d/obj1-cap50-ft-gru-s0 --envs 64 --steps 1000 --env-kwargs trial_length=250
 """
