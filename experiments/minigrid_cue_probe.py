@@ -26,19 +26,12 @@ it (``env.episodes_per_trial``).
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import torch
-import yaml
+from probing import Player, load_agent, probe_parser, run_config
 
-from agents.encoders import obs_to_tensor
 from envs.minigrid import memory_cue_cell, memory_split_view
-from memo_rl.checkpoint import list_checkpoints, load_checkpoint
-from memo_rl.config import config_from_dict
-from memo_rl.registry import make_agent, make_vector_env
-from memo_rl.types import first_inputs, next_inputs
+from memo_rl.registry import make_vector_env
 
 
 def cue_is_key(env) -> np.ndarray:
@@ -98,18 +91,13 @@ def print_breakdown(successes: np.ndarray, seen: np.ndarray, columns: np.ndarray
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="run directory of a MiniGrid Memory run")
-    parser.add_argument("--checkpoint", type=Path, help="default: the run's newest checkpoint")
-    parser.add_argument("--envs", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=1500, help="env steps per env")
+    parser = probe_parser(__doc__.splitlines()[0], "run directory of a MiniGrid Memory run", envs=32, steps=1500)
     parser.add_argument("--probe-steps", type=int, nargs="+", default=[0, 2, 5, 8, 11])
-    parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--env-wrappers", nargs="+", metavar="WRAPPER",
                         help="play with these env.wrappers instead of the run's (same observation space)")
     args = parser.parse_args()
 
-    cfg = config_from_dict(yaml.safe_load((args.run / "config.yaml").read_text()))
+    cfg = run_config(args.run)
     cfg.env.vectorization = "sync"  # cue_is_key reads each env's grid
     if args.env_wrappers is not None:
         cfg.env.wrappers = list(args.env_wrappers)
@@ -118,10 +106,7 @@ def main() -> None:
 
     if not isinstance(env.envs[0].unwrapped, MemoryEnv):
         raise SystemExit(f"{args.run}: env '{cfg.env.id}' is not MiniGrid's Memory task")
-    agent = make_agent(cfg, env.single_observation_space, env.single_action_space)
-    checkpoint = args.checkpoint or list_checkpoints(args.run / "checkpoints")[-1][1]
-    agent.load_state_dict(load_checkpoint(checkpoint)["model"])
-    agent.eval()
+    agent, checkpoint = load_agent(cfg, env, args.run, args.checkpoint)
     torch.manual_seed(args.seed)
 
     N = args.envs
@@ -129,15 +114,12 @@ def main() -> None:
     cue, step_in_episode = cue_is_key(env), np.zeros(N, dtype=int)
     seen, column = cue_in_view(env), start_columns(env)  # the running episodes' cue-seen flag and start column
     seen_by_episode, column_by_episode, cue_by_episode = [], [], []
-    inputs = first_inputs(obs_to_tensor(obs, env.single_observation_space, "cpu"), N, "cpu")
-    state, resets = agent.initial_state(N, "cpu"), torch.ones(N, dtype=torch.bool)
+    player = Player(agent, env, obs)
     outputs, cues, steps, successes = [], [], [], []
     decisions: dict[tuple[bool, int, str], list[np.ndarray]] = {}  # (key cue, heading, in view) -> [A] probs
     with torch.no_grad():
         for _ in range(args.steps):
-            embedded = agent.embed(inputs)  # [N, d]
-            features, state = agent.core.step(embedded, state, resets)  # [N, d]
-            logits = agent._heads(embedded, features, state).logits  # [N, A]: the policy on these outputs
+            _, features, logits = player.outputs()  # [N, d], [N, A]: the policy on these outputs
             outputs.append(features.numpy())
             cues.append(cue.copy())
             steps.append(step_in_episode.copy())
@@ -160,9 +142,7 @@ def main() -> None:
                 cue = np.where(ended, cue_is_key(env), cue)
                 column = np.where(ended, start_columns(env), column)
             trial_end = np.asarray(info.get("trial_end", ended), dtype=bool)  # the memory resets only here
-            resets = torch.as_tensor(trial_end)
-            inputs = next_inputs(obs_to_tensor(obs, env.single_observation_space, "cpu"), actions,
-                                 torch.as_tensor(rewards, dtype=torch.float32), torch.as_tensor(ended), resets)
+            player.advance(obs, actions, rewards, ended, trial_end)
     env.close()
     H = np.concatenate(outputs)  # [steps * N, d]
     C, S = np.concatenate(cues), np.concatenate(steps)  # [steps * N] each

@@ -19,19 +19,12 @@ was found before, so that storing (the probe) and using (success, length) can be
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import torch
-import yaml
+from probing import Player, load_agent, probe_parser, run_config
 
-from agents.encoders import obs_to_tensor
 from envs.nav3d import Nav3DVectorEnv
-from memo_rl.checkpoint import list_checkpoints, load_checkpoint
-from memo_rl.config import config_from_dict
-from memo_rl.registry import make_agent, make_vector_env
-from memo_rl.types import first_inputs, next_inputs
+from memo_rl.registry import make_vector_env
 
 
 def probe_error(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int = 0) -> dict[str, float]:
@@ -79,16 +72,11 @@ def describe(errors: dict[str, float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="run directory of a Nav3D ExtObjNav run")
-    parser.add_argument("--checkpoint", type=Path, help="default: the run's newest checkpoint")
-    parser.add_argument("--envs", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=2000, help="env steps per env")
-    parser.add_argument("--seed", type=int, default=123)
+    parser = probe_parser(__doc__.splitlines()[0], "run directory of a Nav3D ExtObjNav run", envs=64, steps=2000)
     parser.add_argument("--env-kwargs", nargs="+", default=[], metavar="KEY=INT", help="override env kwargs (ints)")
     args = parser.parse_args()
 
-    cfg = config_from_dict(yaml.safe_load((args.run / "config.yaml").read_text()))
+    cfg = run_config(args.run)
     for item in args.env_kwargs:
         key, sep, value = item.partition("=")
         if not sep or not value.lstrip("-").isdigit():
@@ -98,10 +86,7 @@ def main() -> None:
     nav = env.unwrapped
     if not isinstance(nav, Nav3DVectorEnv) or nav.num_goals != 1:
         raise SystemExit(f"{args.run}: env '{cfg.env.id}' is not the Nav3D ExtObjNav task")
-    agent = make_agent(cfg, env.single_observation_space, env.single_action_space)
-    checkpoint = args.checkpoint or list_checkpoints(args.run / "checkpoints")[-1][1]
-    agent.load_state_dict(load_checkpoint(checkpoint)["model"])
-    agent.eval()
+    agent, checkpoint = load_agent(cfg, env, args.run, args.checkpoint)
     torch.manual_seed(args.seed)
 
     N, k = args.envs, nav.num_objects
@@ -112,32 +97,26 @@ def main() -> None:
     rows: list[tuple] = []  # per episode start: env, episode index, goal found before, output, goal position, own GPS
     outcome: dict[tuple[int, int], tuple[bool, int]] = {}  # (env, episode index) -> (success, length)
     length = np.zeros(N, int)
-    inputs = first_inputs(obs_to_tensor(obs, env.single_observation_space, "cpu"), N, "cpu")
-    state, resets = agent.initial_state(N, "cpu"), torch.ones(N, dtype=torch.bool)
-    with torch.no_grad():
-        for _ in range(args.steps):
-            goal = nav.get_state()["goal_seq"][:, 0]  # [N] the running episodes' goal objects
-            embedded = agent.embed(inputs)  # [N, d]
-            features, state = agent.core.step(embedded, state, resets)  # [N, d]
-            logits = agent._heads(embedded, features, state).logits  # [N, A]
-            position = nav.goal_position()  # [N, 2]
-            own = inputs.obs["gps_compass"][:, :2].numpy()  # [N, 2]: the agent's GPS, an input of this step
-            for i in np.flatnonzero(starting):
-                rows.append((i, ep_index[i], found[i, goal[i]], features[i].numpy(), position[i], own[i], embedded[i].numpy()))
-            actions = torch.distributions.Categorical(logits=logits).sample()  # [N]
-            obs, rewards, terminated, truncated, info = env.step(actions.numpy())
-            ended = terminated | truncated
-            trial_end = np.asarray(info["trial_end"], bool)
-            length += 1
-            for i in np.flatnonzero(ended & ~trial_end):  # episodes the trial's end did not cut
-                outcome[(i, ep_index[i])] = (bool(info["success"][i]), int(length[i]))
-            found[np.flatnonzero(ended & info["success"]), goal[ended & info["success"]]] = True
-            ep_index = np.where(ended, ep_index + 1, ep_index)
-            ep_index[trial_end], found[trial_end], length[ended] = 0, False, 0
-            starting = ended
-            resets = torch.as_tensor(trial_end)
-            inputs = next_inputs(obs_to_tensor(obs, env.single_observation_space, "cpu"), actions,
-                                 torch.as_tensor(rewards, dtype=torch.float32), torch.as_tensor(ended), resets)
+    player = Player(agent, env, obs)
+    for _ in range(args.steps):
+        goal = nav.get_state()["goal_seq"][:, 0]  # [N] the running episodes' goal objects
+        own = player.inputs.obs["gps_compass"][:, :2].numpy()  # [N, 2]: the agent's GPS, an input of this step
+        embedded, features, logits = player.outputs()  # [N, e], [N, d], [N, A]
+        position = nav.goal_position()  # [N, 2]
+        for i in np.flatnonzero(starting):
+            rows.append((i, ep_index[i], found[i, goal[i]], features[i].numpy(), position[i], own[i], embedded[i].numpy()))
+        actions = torch.distributions.Categorical(logits=logits).sample()  # [N]
+        obs, rewards, terminated, truncated, info = env.step(actions.numpy())
+        ended = terminated | truncated
+        trial_end = np.asarray(info["trial_end"], bool)
+        length += 1
+        for i in np.flatnonzero(ended & ~trial_end):  # episodes the trial's end did not cut
+            outcome[(i, ep_index[i])] = (bool(info["success"][i]), int(length[i]))
+        found[np.flatnonzero(ended & info["success"]), goal[ended & info["success"]]] = True
+        ep_index = np.where(ended, ep_index + 1, ep_index)
+        ep_index[trial_end], found[trial_end], length[ended] = 0, False, 0
+        starting = ended
+        player.advance(obs, actions, rewards, ended, trial_end)
     env.close()
 
     env_id = np.array([r[0] for r in rows])

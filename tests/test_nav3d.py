@@ -465,21 +465,23 @@ def test_presets_train_end_to_end(tmp_path, preset):
     assert summary["env_steps"] == 64 and summary["env_id"].startswith("memo_rl/Nav3D-")
 
 
-def _memory_probe_module():
+def _memory_probe_module(monkeypatch):
+    """experiments/nav3d_memory_probe.py as a module, its sibling ``probing`` importable as when run."""
     import importlib.util
 
     from conftest import REPO
 
+    monkeypatch.syspath_prepend(str(REPO / "experiments"))
     spec = importlib.util.spec_from_file_location("nav3d_memory_probe", REPO / "experiments" / "nav3d_memory_probe.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_memory_probe_error_reads_a_held_position_and_not_a_missing_one():
+def test_memory_probe_error_reads_a_held_position_and_not_a_missing_one(monkeypatch):
     """probe_error: a position that is a linear mix of the outputs is read back far better than the
     mean guess by both probes; one independent of them is read no better than the mean."""
-    probe = _memory_probe_module()
+    probe = _memory_probe_module(monkeypatch)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(600, 16))  # [n, d]
     held = X[:, :2] @ np.array([[2.0, 0.5], [-1.0, 3.0]])  # [n, 2]
