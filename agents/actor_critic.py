@@ -6,6 +6,7 @@ observation space (:mod:`agents.encoders`). Policies are categorical over a Disc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -66,6 +67,9 @@ class ActorCritic(nn.Module):
             auxiliary loss in ``AgentOutput.recall_loss``. 0 = no recall head.
         recall_target: what is recalled: ``observation`` (the observation as the encoder first sees
             it, scaled and flattened, indices one-hot) or ``features`` (the encoder's output).
+        recall_keys: with ``recall_target="observation"`` and a Dict observation space, recall only
+            these keys (e.g. the GPS of an embodied task, which would otherwise be 3 of thousands of
+            recalled pixel values). None = every encoded key.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class ActorCritic(nn.Module):
         cnn_channels: tuple[int, ...] = (32, 64),
         recall_max_lag: int = 0,
         recall_target: str = "observation",
+        recall_keys: Sequence[str] | None = None,
         head_trunk: int = 0,
         head_activation: str = "tanh",
         policy_gain: float = 0.01,
@@ -123,7 +128,14 @@ class ActorCritic(nn.Module):
         if recall_target not in RECALL_TARGETS:
             raise ValueError(f"agent.recall_target must be one of {', '.join(RECALL_TARGETS)}, got {recall_target!r}")
         self.recall_target = recall_target
-        d_target = self.encoder.flat_dim if recall_target == "observation" else self.encoder.out_dim
+        self.recall_keys = tuple(recall_keys) if recall_keys is not None else None
+        if self.recall_keys is not None and recall_target != "observation":
+            raise ValueError(f"agent.recall_keys={list(self.recall_keys)} needs agent.recall_target=observation, "
+                             f"got {recall_target!r}")
+        try:
+            d_target = self.encoder.flat_width(self.recall_keys) if recall_target == "observation" else self.encoder.out_dim
+        except ValueError as err:
+            raise ValueError(f"agent.recall_keys: {err}") from None
         self.recall = (PastInputRecall(core.d_model, d_target, recall_max_lag, hidden=max(head_hidden, core.d_model))
                        if recall_max_lag else None)
 
@@ -138,8 +150,8 @@ class ActorCritic(nn.Module):
                                           ("episode start", self.use_episode_start)) if used]
         core = type(self.core).__name__
         n_params = sum(p.numel() for p in self.parameters())
-        recall = (f"; past-input recall ({self.recall_target}) up to {self.recall.max_lag} steps back"
-                  if self.recall is not None else "")
+        what = self.recall_target + (f": {', '.join(self.recall_keys)}" if self.recall_keys else "")
+        recall = f"; past-input recall ({what}) up to {self.recall.max_lag} steps back" if self.recall is not None else ""
         return (f"{self.encoder.describe()}; + {', '.join(extras) or 'no extra inputs'} -> "
                 f"{core}({self.core.extra_repr()}){recall}; {n_params:,} parameters")
 
@@ -184,6 +196,7 @@ class ActorCritic(nn.Module):
         out = self._heads(embedded, features, state)
         if self.recall is not None and torch.is_grad_enabled():
             resets = resets_as_bool(resets, tuple(embedded.shape[:2]), embedded.device)  # [T, N]
-            target = self.encoder.flat_scaled(inputs.obs) if self.recall_target == "observation" else observed
+            target = (self.encoder.flat_scaled(inputs.obs, self.recall_keys) if self.recall_target == "observation"
+                      else observed)  # [T, N, d_target]
             out = out._replace(recall_loss=self.recall(target, features, resets))
         return out

@@ -350,12 +350,30 @@ class ObservationEncoder(nn.Module):
         feats = [enc(obs[k]) for k, enc in zip(self.keys, self.encoders)]  # each [..., d_k]
         return torch.cat(feats, dim=-1) if len(feats) > 1 else feats[0]  # [..., out_dim]
 
-    def flat_scaled(self, obs: Tensor | Mapping[str, Any]) -> Tensor:
-        """The observation as the encoders first see it, ``[..., flat_dim]`` (see ``SpaceEncoder``)."""
+    def flat_width(self, keys: Sequence[str] | None = None) -> int:
+        """Width of :meth:`flat_scaled` over ``keys`` (None: all encoded keys)."""
+        return sum(enc.flat_dim for _, enc in self._selected(keys))
+
+    def flat_scaled(self, obs: Tensor | Mapping[str, Any], keys: Sequence[str] | None = None) -> Tensor:
+        """The observation as the encoders first see it, ``[..., flat_width(keys)]`` (see
+        ``SpaceEncoder``): the encoded keys of a Dict observation in sorted order, or only ``keys``
+        (still in sorted order) when given."""
         if self.keys is None:
             return self.encoders[0].flat_scaled(obs)
-        parts = [enc.flat_scaled(obs[k]) for k, enc in zip(self.keys, self.encoders)]  # each [..., F_k]
-        return torch.cat(parts, dim=-1)  # [..., flat_dim]
+        parts = [enc.flat_scaled(obs[k]) for k, enc in self._selected(keys)]  # each [..., F_k]
+        return torch.cat(parts, dim=-1)  # [..., flat_width(keys)]
+
+    def _selected(self, keys: Sequence[str] | None) -> list[tuple[str | None, nn.Module]]:
+        """(key, encoder) pairs for ``keys`` (None: all); ValueError naming the allowed keys otherwise."""
+        if keys is None:
+            return list(zip(self.keys or (None,), self.encoders))
+        if self.keys is None:
+            raise ValueError(f"observation keys {list(keys)} were given, but the observation space is not a Dict")
+        unknown = [k for k in keys if k not in self.keys]
+        if unknown or not keys:
+            raise ValueError(f"{unknown or 'an empty list'}: choose from the encoded observation keys "
+                             f"({', '.join(self.keys)})")
+        return [(k, enc) for k, enc in zip(self.keys, self.encoders) if k in keys]
 
 
 def build_encoder(

@@ -85,6 +85,10 @@ class AgentConfig:
     recall_target: str = "observation"
     """What the recall decoder reproduces: ``observation`` (scaled and flattened, indices one-hot)
     or ``features`` (the encoder's output)."""
+    recall_keys: list[str] | None = None
+    """With ``recall_target=observation`` and a Dict observation, the keys recalled (e.g.
+    ``[gps_compass]`` for nav3d: where the agent was, rather than thousands of pixel values);
+    None = all encoded keys."""
 
 
 @dataclass
@@ -242,8 +246,8 @@ class RunConfig:
     checkpoint (fine-tuning, curricula: e.g. the same agent on a harder env variant; the run's
     config.yaml then names the file). Only the weights carry over: the optimizer, the
     step count, the RNG and the trials start fresh. The checkpoint's ``agent.*`` and ``memory.*``
-    settings must equal this run's; the env may differ if its observation and action spaces do
-    not. Ignored when resuming (the run's own checkpoint holds its weights)."""
+    settings must equal this run's (except ``agent.recall_*``: the auxiliary recall head then starts
+    fresh); the env may differ if its observation and action spaces do not. Ignored when resuming (the run's own checkpoint holds its weights)."""
     log_interval: int = 1
     """Updates between rows of metrics.csv / TensorBoard scalars."""
     checkpoint_interval: int = 10

@@ -206,6 +206,7 @@ def make_agent(cfg: ExperimentConfig, observation_space: gym.Space, action_space
             use_prev_reward=cfg.agent.prev_reward, use_episode_start=cfg.agent.episode_start,
             head_hidden=cfg.agent.head_hidden, core_skip=cfg.agent.core_skip, cnn_channels=tuple(cfg.agent.cnn_channels),
             recall_max_lag=cfg.agent.recall_max_lag, recall_target=cfg.agent.recall_target,
+            recall_keys=cfg.agent.recall_keys,
             head_trunk=cfg.agent.head_trunk, head_activation=cfg.agent.head_activation,
             policy_gain=cfg.agent.policy_gain, input_proj=cfg.agent.input_proj,
         )

@@ -110,6 +110,10 @@ class ResolvedRun:
 
 # Config sections a run started with run.init_from must share with the checkpoint: they shape the weights.
 INIT_FROM_MATCHING = ("agent", "memory")
+# ... except the past-input recall head's settings: the head is an auxiliary decoder the policy never
+# reads, so a run may add, drop or resize it; it then starts from fresh weights.
+INIT_FROM_FREE_PREFIX = "agent.recall_"
+RECALL_HEAD_PREFIX = "recall."  # the recall head's parameter names in the agent's state dict
 
 
 def initial_weights(cfg: ExperimentConfig) -> dict[str, Any] | None:
@@ -141,15 +145,21 @@ def initial_weights(cfg: ExperimentConfig) -> dict[str, Any] | None:
             raise ConfigError(f"run.init_from: {err}") from None
     theirs = flatten_dict({section: payload["config"].get(section, {}) for section in INIT_FROM_MATCHING})
     ours = flatten_dict({section: config_to_dict(cfg)[section] for section in INIT_FROM_MATCHING})
-    for key in sorted(set(theirs) | set(ours)):
-        if theirs.get(key) != ours.get(key):
+    differing = [key for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)]
+    for key in differing:
+        if not key.startswith(INIT_FROM_FREE_PREFIX):
             raise ConfigError(
                 f"run.init_from: the checkpoint has {key}={theirs.get(key)!r}, this run {ours.get(key)!r}; "
-                "agent and memory settings must match the checkpoint's"
+                "agent and memory settings must match the checkpoint's (agent.recall_* may differ)"
             )
+    model = payload["model"]
+    fresh_recall = ""
+    if differing:  # only recall settings differ: the recall head starts fresh (Trainer fills it in)
+        model = {name: value for name, value in model.items() if not name.startswith(RECALL_HEAD_PREFIX)}
+        fresh_recall = f"; fresh recall head ({', '.join(f'{k}={ours.get(k)!r}' for k in differing)})"
     print(f"[memo-rl] starting from the agent weights of {path} (its step {payload['global_step']:,}); "
-          "fresh optimizer, step 0", file=sys.stderr)
-    return payload["model"]
+          f"fresh optimizer, step 0{fresh_recall}", file=sys.stderr)
+    return model
 
 
 def resolve_run(preset: str | None, overrides: list[str]) -> ResolvedRun:
@@ -416,6 +426,10 @@ class Trainer:
         self.to_tensor = lambda obs: self.h2d.observation(obs, self.obs_space)  # noqa: E731
         self.agent = registry.make_agent(cfg, self.obs_space, self.env.single_action_space).to(self.device)
         if init_model is not None:
+            # the recall head's weights are absent when its settings differ from the checkpoint's
+            # (initial_weights): this agent's fresh ones fill them in
+            init_model = {**{name: value for name, value in self.agent.state_dict().items()
+                             if name.startswith(RECALL_HEAD_PREFIX)}, **init_model}
             try:
                 self.agent.load_state_dict(init_model)
             except RuntimeError as err:  # same settings, other spaces: the shapes tell

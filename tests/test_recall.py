@@ -127,3 +127,43 @@ def test_recall_lets_the_gru_solve_cue_xor_probe(tmp_path, seed):
 def test_recall_target_choice_is_checked():
     with pytest.raises(ConfigError, match="agent.recall_target"):
         build_config("dark_room_gru", ["agent.recall_max_lag=4", "agent.recall_target=actions"])
+
+
+DICT_SPACE = gym.spaces.Dict({"gps": gym.spaces.Box(-4.0, 4.0, (2,), np.float32),
+                              "view": gym.spaces.Box(0.0, 1.0, (5,), np.float32)})
+
+
+def _dict_agent(**recall):
+    torch.manual_seed(0)
+    return ActorCritic(DICT_SPACE, gym.spaces.Discrete(2), build_memory_core("gru", 16), hidden_size=8,
+                       recall_max_lag=3, **recall)
+
+
+def test_recall_keys_recall_only_the_named_observation_keys():
+    """agent.recall_keys=[gps]: the decoder reproduces the 2 scaled GPS values and nothing else; the
+    loss is the recall of exactly those values (the same draw of lags, seeded)."""
+    T, N = 6, 3
+    obs = {"gps": torch.rand(T, N, 2) * 8 - 4, "view": torch.rand(T, N, 5)}
+    inputs = AgentInputs(obs, torch.zeros(T, N, dtype=torch.long), torch.zeros(T, N), torch.zeros(T, N))
+    resets = torch.zeros(T, N, dtype=torch.bool)
+    agent = _dict_agent(recall_keys=["gps"])
+    assert agent.recall.decoder[-1].out_features == 2 and _dict_agent().recall.decoder[-1].out_features == 7
+    assert "past-input recall (observation: gps) up to 3 steps back" in agent.describe()
+    torch.manual_seed(1)
+    loss = agent.forward_sequence(inputs, agent.initial_state(N, "cpu"), resets).recall_loss
+    features, _ = agent.core.forward_sequence(agent.embed(inputs), agent.initial_state(N, "cpu"), resets)
+    torch.manual_seed(1)
+    expected = agent.recall(obs["gps"] / 4, features, resets)  # Box(-4, 4) is scaled to [-1, 1]
+    assert torch.allclose(loss, expected)
+
+
+def test_bad_recall_keys_are_one_line_errors():
+    with pytest.raises(ValueError, match=r"agent.recall_keys: \['pos'\]: choose from the encoded observation keys "
+                                         r"\(gps, view\)"):
+        _dict_agent(recall_keys=["pos"])
+    with pytest.raises(ValueError, match="needs agent.recall_target=observation"):
+        _dict_agent(recall_keys=["gps"], recall_target="features")
+    with pytest.raises(ValueError, match="not a Dict"):
+        ActorCritic(gym.spaces.Box(0.0, 1.0, (3,), np.float32), gym.spaces.Discrete(2),
+                    build_memory_core("gru", 16), hidden_size=8, recall_max_lag=2,
+                    recall_keys=["gps"])

@@ -283,6 +283,28 @@ def test_init_from_a_run_directory_takes_its_newest_checkpoint_and_records_the_f
     assert yaml.safe_load((tmp_path / "stage2" / "config.yaml").read_text())["run"]["init_from"] == str(expected)
 
 
+def test_init_from_may_add_or_drop_the_recall_head(tmp_path, tiny, capsys):
+    """The past-input recall head is auxiliary: a run may start from a checkpoint without one (the
+    head starts fresh, every other weight is the checkpoint's) or drop the one it had."""
+    source = tmp_path / "source"
+    assert main(["train", *tiny, "train.total_steps=128", f"run.dir={source}"]) == 0
+    ckpt = source / "checkpoints" / "ckpt_000000000128.pt"
+    weights = load_checkpoint(ckpt)["model"]
+    capsys.readouterr()
+    added = [*tiny, f"run.init_from={ckpt}", "agent.recall_max_lag=4", f"run.dir={tmp_path / 'recall'}"]
+    resolved = resolve_run(None, added)
+    trainer = Trainer(resolved.cfg, resolved.run_dir, resolved.checkpoint, init_model=resolved.init_model)
+    state = trainer.agent.state_dict()
+    assert any(name.startswith("recall.") for name in state) and not any(n.startswith("recall.") for n in weights)
+    assert all(torch.equal(value, weights[name]) for name, value in state.items() if not name.startswith("recall."))
+    assert "fresh recall head (agent.recall_max_lag=4)" in capsys.readouterr().err
+    assert main(["train", *added]) == 0
+    assert float(read_metrics(tmp_path / "recall")[0]["recall_loss"]) > 0
+    # ... and back: a run without the head starts from the recall run's weights.
+    back = [*tiny, f"run.init_from={tmp_path / 'recall'}", f"run.dir={tmp_path / 'back'}"]
+    assert main(["train", *back]) == 0
+
+
 def test_init_from_rejects_what_does_not_fit_in_one_line(tmp_path, tiny, capsys):
     source = tmp_path / "source"
     assert main(["train", *tiny, "train.total_steps=128", f"run.dir={source}"]) == 0
