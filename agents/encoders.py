@@ -358,9 +358,10 @@ class ObservationEncoder(nn.Module):
         """The observation as the encoders first see it, ``[..., flat_width(keys)]`` (see
         ``SpaceEncoder``): the encoded keys of a Dict observation in sorted order, or only ``keys``
         (still in sorted order) when given."""
+        selected = self._selected(keys)
         if self.keys is None:
             return self.encoders[0].flat_scaled(obs)
-        parts = [enc.flat_scaled(obs[k]) for k, enc in self._selected(keys)]  # each [..., F_k]
+        parts = [enc.flat_scaled(obs[k]) for k, enc in selected]  # each [..., F_k]
         return torch.cat(parts, dim=-1)  # [..., flat_width(keys)]
 
     def _selected(self, keys: Sequence[str] | None) -> list[tuple[str | None, nn.Module]]:
