@@ -94,9 +94,9 @@ def main() -> None:
     found = np.zeros((N, k), bool)  # [N, k]: objects stopped at successfully earlier in the trial
     ep_index = np.zeros(N, int)
     starting = np.ones(N, bool)  # the env shows an episode's first observation
-    serial = np.zeros(N, int)  # [N]: each env's episodes numbered over the whole run (trials restart ep_index)
-    rows: list[tuple] = []  # per episode start: env, episode index, goal found before, output, goal position, own GPS, serial
-    outcome: dict[tuple[int, int], tuple[bool, int]] = {}  # (env, serial) -> (success, length)
+    rows: list[tuple] = []  # per episode start: env, episode index, goal found before, output, goal position, own GPS
+    row_of = np.full(N, -1)  # [N]: each env's running episode as its index in rows
+    outcome: dict[int, tuple[bool, int]] = {}  # index in rows -> (success, length) of that episode
     length = np.zeros(N, int)
     player = Player(agent, env, obs)
     for _ in range(args.steps):
@@ -105,24 +105,23 @@ def main() -> None:
         embedded, features, logits = player.outputs()  # [N, e], [N, d], [N, A]
         position = nav.goal_position()  # [N, 2]
         for i in np.flatnonzero(starting):
-            rows.append((i, ep_index[i], found[i, goal[i]], features[i].numpy(), position[i], own[i], embedded[i].numpy(),
-                         serial[i]))
+            row_of[i] = len(rows)
+            rows.append((i, ep_index[i], found[i, goal[i]], features[i].numpy(), position[i], own[i], embedded[i].numpy()))
         actions = torch.distributions.Categorical(logits=logits).sample()  # [N]
         obs, rewards, terminated, truncated, info = env.step(actions.numpy())
         ended = terminated | truncated
         trial_end = np.asarray(info["trial_end"], bool)
         length += 1
         for i in np.flatnonzero(ended & ~trial_end):  # episodes the trial's end did not cut
-            outcome[(i, serial[i])] = (bool(info["success"][i]), int(length[i]))
+            outcome[row_of[i]] = (bool(info["success"][i]), int(length[i]))
         found[np.flatnonzero(ended & info["success"]), goal[ended & info["success"]]] = True
-        ep_index, serial = np.where(ended, ep_index + 1, ep_index), serial + ended
+        ep_index = np.where(ended, ep_index + 1, ep_index)
         ep_index[trial_end], found[trial_end], length[ended] = 0, False, 0
         starting = ended
         player.advance(obs, actions, rewards, ended, trial_end)
     env.close()
 
     env_id = np.array([r[0] for r in rows])
-    episode = np.array([r[7] for r in rows])  # [episodes]: the serial numbers outcome is keyed by
     index = np.array([r[1] for r in rows])
     known = np.array([r[2] for r in rows], bool)
     X = np.stack([r[3] for r in rows])  # [episodes, d]
@@ -138,7 +137,7 @@ def main() -> None:
               ("later episode, goal not found before", (index > 0) & ~known))
     for name, group in groups:
         train, test = group & ~held_out, group & held_out
-        played = [outcome[(e, j)] for e, j in zip(env_id[group], episode[group]) if (e, j) in outcome]
+        played = [outcome[r] for r in np.flatnonzero(group) if r in outcome]
         summary = (f"success {np.mean([s for s, _ in played]):.2f}, length {np.mean([n for _, n in played]):.1f} "
                    f"over {len(played)} episodes") if played else "no finished episodes"
         if train.sum() <= X.shape[1] + 1 or test.sum() < 10:
