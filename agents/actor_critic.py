@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from agents.encoders import build_encoder
+from agents.privileged import PrivilegedPrediction, split_privileged
 from agents.recall import PastInputRecall
 from memo_rl.config import RECALL_TARGETS
 from memo_rl.memory import MemoryCore
@@ -70,6 +71,10 @@ class ActorCritic(nn.Module):
         recall_keys: with ``recall_target="observation"`` and a Dict observation space, recall only
             these keys (e.g. the GPS of an embodied task, which would otherwise be 3 of thousands of
             recalled pixel values). None = every encoded key.
+        privileged_keys: keys of a Dict observation the agent never reads (the encoder is built
+            without them) but learns to predict from the core's output at each step
+            (:class:`agents.privileged.PrivilegedPrediction`); the training forward then returns that
+            auxiliary loss in ``AgentOutput.privileged_loss``. None = off.
     """
 
     def __init__(
@@ -91,10 +96,17 @@ class ActorCritic(nn.Module):
         head_activation: str = "tanh",
         policy_gain: float = 0.01,
         input_proj: bool = True,
+        privileged_keys: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ValueError(f"action space {action_space} is not supported; memo-rl agents need Discrete actions")
+        privileged_width = 0
+        if privileged_keys is not None:
+            try:
+                observation_space, privileged_width = split_privileged(observation_space, privileged_keys)
+            except ValueError as err:
+                raise ValueError(f"agent.privileged_keys: {err}") from None
         self.num_actions = int(action_space.n)
         self.use_prev_action = use_prev_action
         self.use_prev_reward = use_prev_reward
@@ -138,6 +150,9 @@ class ActorCritic(nn.Module):
             raise ValueError(f"agent.recall_keys: {err}") from None
         self.recall = (PastInputRecall(core.d_model, d_target, recall_max_lag, hidden=max(head_hidden, core.d_model))
                        if recall_max_lag else None)
+        self.privileged = (PrivilegedPrediction(privileged_keys, core.d_model, privileged_width,
+                                                hidden=max(head_hidden, core.d_model))
+                           if privileged_keys is not None else None)
 
     def initial_state(self, batch_size: int, device: torch.device | str) -> Any:
         return self.core.initial_state(batch_size, device)
@@ -152,6 +167,8 @@ class ActorCritic(nn.Module):
         n_params = sum(p.numel() for p in self.parameters())
         what = self.recall_target + (f": {', '.join(self.recall_keys)}" if self.recall_keys else "")
         recall = f"; past-input recall ({what}) up to {self.recall.max_lag} steps back" if self.recall is not None else ""
+        if self.privileged is not None:
+            recall += f"; predicts the unread {', '.join(self.privileged.keys)}"
         return (f"{self.encoder.describe()}; + {', '.join(extras) or 'no extra inputs'} -> "
                 f"{core}({self.core.extra_repr()}){recall}; {n_params:,} parameters")
 
@@ -189,7 +206,8 @@ class ActorCritic(nn.Module):
     def forward_sequence(self, inputs: AgentInputs, state: Any, resets: Tensor) -> AgentOutput:
         """T steps for N envs: inputs ``[T, N, ...]``, resets ``[T, N]`` -> logits ``[T, N, A]``, values ``[T, N]``.
 
-        With a recall head and gradients enabled (a PPO minibatch), ``recall_loss`` is set too.
+        With a recall head and gradients enabled (a PPO minibatch), ``recall_loss`` is set too;
+        likewise ``privileged_loss`` with privileged keys.
         """
         observed, embedded = self._embed(inputs)
         features, state = self.core.forward_sequence(embedded, state, resets)
@@ -199,4 +217,7 @@ class ActorCritic(nn.Module):
             target = (self.encoder.flat_scaled(inputs.obs, self.recall_keys) if self.recall_target == "observation"
                       else observed)  # [T, N, d_target]
             out = out._replace(recall_loss=self.recall(target, features, resets))
+        if self.privileged is not None and torch.is_grad_enabled():
+            targets = self.privileged.targets(inputs.obs, embedded.shape[:2])  # [T, N, d_privileged]
+            out = out._replace(privileged_loss=self.privileged(targets, features))
         return out

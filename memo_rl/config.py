@@ -89,6 +89,12 @@ class AgentConfig:
     """With ``recall_target=observation`` and a Dict observation, the keys recalled (e.g.
     ``[gps_compass]`` for nav3d: where the agent was, rather than thousands of pixel values);
     None = all encoded keys."""
+    privileged_keys: list[str] | None = None
+    """Keys of a Dict observation that the agent never reads but learns to predict from its memory
+    core's output (``agents.privileged``): an auxiliary loss weighted by ``ppo.privileged_coef``,
+    for state the env knows and the agent must infer, e.g. nav3d's ``goal_vector`` (where the goal
+    is from the agent, with ``env.kwargs.goal_vector=true``). Training only: acting never uses
+    them. None = off."""
 
 
 @dataclass
@@ -172,6 +178,8 @@ class PPOConfig:
     normalize_advantages: bool = True
     recall_coef: float = 1.0
     """Weight of the past-input recall loss (used when ``agent.recall_max_lag`` > 0)."""
+    privileged_coef: float = 1.0
+    """Weight of the privileged-prediction loss (used when ``agent.privileged_keys`` is set)."""
     recompute_old_policy: bool = False
     """For cores whose training forward is random (Memo's segment lengths in [0.8, 1.2] x l_seg):
     hold one draw for the whole update and recompute the rollout's log-probs and values under it
@@ -554,6 +562,7 @@ def validate(cfg: ExperimentConfig) -> None:
         ("ppo.vf_coef", cfg.ppo.vf_coef, 0.0),
         ("ppo.ent_coef", cfg.ppo.ent_coef, 0.0),
         ("ppo.recall_coef", cfg.ppo.recall_coef, 0.0),
+        ("ppo.privileged_coef", cfg.ppo.privileged_coef, 0.0),
         ("ppo.max_grad_norm", cfg.ppo.max_grad_norm, 0.0),
         ("ppo.adam_eps", cfg.ppo.adam_eps, 0.0),
         ("ppo.weight_decay", cfg.ppo.weight_decay, 0.0),

@@ -39,6 +39,7 @@ METRIC_TAGS: dict[str, str] = {
     "explained_variance": "loss/explained_variance",
     "grad_norm": "loss/grad_norm",
     "recall_loss": "loss/recall",  # agents with a past-input recall head (agent.recall_max_lag)
+    "privileged_loss": "loss/privileged",  # agents with agent.privileged_keys
     "cached_tokens": "memory/cached_tokens",
     "fps": "perf/fps",
     "rollout_seconds": "perf/rollout_seconds",

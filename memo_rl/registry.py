@@ -209,6 +209,7 @@ def make_agent(cfg: ExperimentConfig, observation_space: gym.Space, action_space
             recall_keys=cfg.agent.recall_keys,
             head_trunk=cfg.agent.head_trunk, head_activation=cfg.agent.head_activation,
             policy_gain=cfg.agent.policy_gain, input_proj=cfg.agent.input_proj,
+            privileged_keys=cfg.agent.privileged_keys,
         )
     except ValueError as err:
         raise ConfigError(f"env '{cfg.env.id}': {err}") from None

@@ -30,6 +30,7 @@ class AgentOutput(NamedTuple):
     values: Tensor  # [...]
     state: Any  # memory-core state after the step(s), env dim first
     recall_loss: Tensor | None = None  # scalar; training forward of an agent with a recall head only
+    privileged_loss: Tensor | None = None  # scalar; training forward of an agent with privileged keys only
 
 
 def first_inputs(obs: Observation, num_envs: int, device: torch.device | str) -> AgentInputs:

@@ -265,6 +265,37 @@ def test_goal_position_is_what_the_gps_reads_at_the_goal(frame):
         assert not np.allclose(s["trial_start"], s["start"])
 
 
+def test_goal_vector_is_the_goal_in_the_agents_own_frame():
+    """``goal_vector`` (x forward, y left of the agent) reads (d, 0) for a goal straight ahead; a
+    left turn of 30 degrees puts it 30 degrees to the right; it is off unless asked for; the
+    final observation of an ended episode holds the old goal's vector, the next one the new goal's."""
+    env = _placed(pose=(2.0, 2.0, 0.0), objects=[(4.0, 2.0), (2.0, 1.0)], num_objects=2, goal_vector=True)
+    np.testing.assert_allclose(env.observe()["goal_vector"], [[2.0, 0.0]], atol=1e-5)
+    obs, *_ = env.step(_act(LEFT))
+    turn = math.radians(30)
+    np.testing.assert_allclose(obs["goal_vector"], [[2.0 * math.cos(turn), -2.0 * math.sin(turn)]], atol=1e-5)
+    assert "goal_vector" not in _placed(num_objects=2).observe()
+    assert "goal_vector" in env.single_observation_space.spaces
+
+    env = ExtObjNavVectorEnv(4, rooms=2, num_objects=4, resolution=16, episode_length=5, trial_length=40,
+                             gps_frame="trial", goal_vector=True)  # fmt: skip
+    env.reset(seed=3)
+    for _ in range(5):  # every episode is cut at step 5
+        old_goal = env.goal_position()  # [4, 2] in the trial's frame, which the episode end keeps
+        obs, _, _, truncated, info = env.step(_act(FWD, 4))
+    assert truncated.all()
+    for i in range(4):
+        x, y, heading = info["final_obs"][i]["gps_compass"]
+        dx, dy = old_goal[i] - (x, y)
+        expected = [math.cos(heading) * dx + math.sin(heading) * dy, -math.sin(heading) * dx + math.cos(heading) * dy]
+        np.testing.assert_allclose(info["final_obs"][i]["goal_vector"], expected, atol=1e-4)
+    x, y, heading = obs["gps_compass"].T  # the next episodes' first observations, new goals
+    dx, dy = (env.goal_position() - np.stack([x, y], 1)).T
+    expected = np.stack([np.cos(heading) * dx + np.sin(heading) * dy, -np.sin(heading) * dx + np.cos(heading) * dy], 1)
+    np.testing.assert_allclose(obs["goal_vector"], expected, atol=1e-4)
+    assert obs in env.observation_space
+
+
 def test_state_saved_before_trial_start_existed_still_restores():
     """A checkpoint's env state without ``trial_start`` (saved before gps_frame) restores, with the
     episode's start as the trial's origin; every other value comes back as saved."""
@@ -426,6 +457,7 @@ def test_encoder_accepts_observation_space():
         (ExtObjNavVectorEnv, dict(trial_length=0), "trial_length must be an int >= 1, got 0"),
         (ExtObjNavVectorEnv, dict(shaping="none"), "shaping must be one of episode, trial, got 'none'"),
         (MultiONVectorEnv, dict(gps_frame="world"), "gps_frame must be one of episode, trial, got 'world'"),
+        (ExtObjNavVectorEnv, dict(goal_vector="yes"), "goal_vector must be true or false, got 'yes'"),
         (MultiONVectorEnv, dict(num_objects=2, num_goals=3), "num_goals must be an int in [1, 2], got 3"),
         (
             MultiONVectorEnv,

@@ -25,7 +25,7 @@ class Nav3DEnv(SingleEnvView):
 
 class ExtObjNavEnv(Nav3DEnv):
     """ExtObjNav (one env). Kwargs as ``ExtObjNavVectorEnv``: rooms=3, num_objects=8,
-    resolution=64, fov=90.0, episode_length=500, trial_length=4000, render_mode=None, shaping="episode", gps_frame="episode"."""
+    resolution=64, fov=90.0, episode_length=500, trial_length=4000, render_mode=None, shaping="episode", gps_frame="episode", goal_vector=False."""
 
     vector_cls = ExtObjNavVectorEnv
 
@@ -40,16 +40,18 @@ class ExtObjNavEnv(Nav3DEnv):
         render_mode: str | None = None,
         shaping: str = "episode",
         gps_frame: str = "episode",
+        goal_vector: bool = False,
     ) -> None:
         super().__init__(
             render_mode=render_mode, rooms=rooms, num_objects=num_objects, resolution=resolution, fov=fov,
             episode_length=episode_length, trial_length=trial_length, shaping=shaping, gps_frame=gps_frame,
+            goal_vector=goal_vector,
         )  # fmt: skip
 
 
 class MultiONEnv(Nav3DEnv):
     """MultiON (one env). Kwargs as ``MultiONVectorEnv``: rooms=3, num_objects=8, num_goals=3,
-    resolution=64, fov=90.0, episode_length=1000, trial_length=None, render_mode=None, gps_frame="episode"."""
+    resolution=64, fov=90.0, episode_length=1000, trial_length=None, render_mode=None, gps_frame="episode", goal_vector=False."""
 
     vector_cls = MultiONVectorEnv
 
@@ -64,9 +66,10 @@ class MultiONEnv(Nav3DEnv):
         trial_length: int | None = None,
         render_mode: str | None = None,
         gps_frame: str = "episode",
+        goal_vector: bool = False,
     ) -> None:
         super().__init__(
             render_mode=render_mode, rooms=rooms, num_objects=num_objects, num_goals=num_goals,
             resolution=resolution, fov=fov, episode_length=episode_length, trial_length=trial_length,
-            gps_frame=gps_frame,
+            gps_frame=gps_frame, goal_vector=goal_vector,
         )  # fmt: skip

@@ -47,7 +47,10 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
     [N, H, W, 1] (planar depth in metres, clipped to ``MAX_DEPTH``), ``gps_compass`` float32 [N, 3]
     (position in the frame of the episode's start pose, or of the trial's first start pose with
     ``gps_frame="trial"``: x forward / y left, and heading change in [-pi, pi)),
-    ``goal`` float32 [N, 8] (one-hot colour of the current goal object).
+    ``goal`` float32 [N, 8] (one-hot colour of the current goal object); with ``goal_vector=True``
+    also ``goal_vector`` float32 [N, 2] (the current goal's centre in metres, x forward / y left of
+    the agent: privileged, the answer to the task, for training-time prediction targets such as
+    ``agent.privileged_keys`` and for probes; an agent that reads it needs no memory).
     ``get_state``/``set_state`` (de)serialise the complete dynamic state, so a restored env continues
     bit-identically.
     """
@@ -71,8 +74,12 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
         render_mode: str | None,
         shaping: str = "episode",
         gps_frame: str = "episode",
+        goal_vector: bool = False,
     ) -> None:
         self.num_envs = check_int("num_envs", num_envs, 1)
+        if not isinstance(goal_vector, (bool, np.bool_)):
+            raise ValueError(f"goal_vector must be true or false, got {goal_vector!r}")
+        self.goal_vector = bool(goal_vector)
         if shaping not in SHAPING_MODES:
             raise ValueError(f"shaping must be one of {', '.join(SHAPING_MODES)}, got {shaping!r}")
         self.shaping = shaping
@@ -109,6 +116,9 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
                 "goal": spaces.Box(0.0, 1.0, (W.NUM_COLORS,), np.float32),
             }
         )
+        if self.goal_vector:  # privileged: where the goal is, for training-time targets and probes
+            reach = side * math.sqrt(2.0)  # no two points of the layout are farther apart
+            self.single_observation_space["goal_vector"] = spaces.Box(-reach, reach, (2,), np.float32)
         self.single_action_space = spaces.Discrete(T.NUM_ACTIONS)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -147,12 +157,15 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
     def _empty_obs(self, zeros: bool = False) -> dict[str, np.ndarray]:
         make = np.zeros if zeros else np.empty
         n, h = self.num_envs, self.resolution
-        return {
+        obs = {
             "rgb": make((n, h, h, 3), np.uint8),
             "depth": make((n, h, h, 1), np.float32),
             "gps_compass": make((n, 3), np.float32),
             "goal": make((n, W.NUM_COLORS), np.float32),
         }
+        if self.goal_vector:
+            obs["goal_vector"] = make((n, 2), np.float32)
+        return obs
 
     def _observe(self, mask: np.ndarray, obs: dict[str, np.ndarray]) -> None:
         s = self._state
@@ -161,6 +174,8 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
             mask, self.rooms, s["grid"], s["room_tint"], s["obj_pos"], s["obj_color"], s["pose"], frame,
             s["goal_seq"], s["goal_idx"], self.tan_half, obs["rgb"], obs["depth"], obs["gps_compass"], obs["goal"],
         )  # fmt: skip
+        if self.goal_vector:
+            obs["goal_vector"][mask] = self._goal_in_frame(s["pose"])[mask]
 
     # ---- gymnasium API --------------------------------------------------------------------------
     def reset(
@@ -259,9 +274,15 @@ class Nav3DVectorEnv(BatchedState, VectorEnv):
         if not self._started:
             raise RuntimeError("call reset() (or set_state()) before goal_position()")
         s = self._state
-        frame = s["trial_start"] if self.gps_frame == "trial" else s["start"]  # [N, 3] origin of gps_compass
-        goal = s["goal_seq"][np.arange(self.num_envs), np.minimum(s["goal_idx"], self.num_goals - 1)]  # [N]
-        dx, dy = (s["obj_pos"][np.arange(self.num_envs), goal] - frame[:, :2]).T  # [N, 2] -> two [N]
+        return self._goal_in_frame(s["trial_start"] if self.gps_frame == "trial" else s["start"])
+
+    def _goal_in_frame(self, frame: np.ndarray) -> np.ndarray:
+        """float32 [N, 2]: the current goal object's centre in the frame of the poses ``frame``
+        [N, 3] (x forward, y left of each pose)."""
+        s = self._state
+        rows = np.arange(self.num_envs)
+        goal = s["goal_seq"][rows, np.minimum(s["goal_idx"], self.num_goals - 1)]  # [N]
+        dx, dy = (s["obj_pos"][rows, goal] - frame[:, :2]).T  # [N, 2] -> two [N]
         cos, sin = np.cos(frame[:, 2]), np.sin(frame[:, 2])
         return np.stack([cos * dx + sin * dy, -sin * dx + cos * dy], axis=1).astype(np.float32)  # [N, 2]
 
@@ -329,6 +350,7 @@ class ExtObjNavVectorEnv(Nav3DVectorEnv):
             fixed while the layout is, as in ReLIC's ExtObjNav, where every episode of a trial
             shares one dataset episode and so one GPS origin: a position seen in one episode can
             be recalled as coordinates in the next.
+        goal_vector: add the privileged ``goal_vector`` observation (see ``Nav3DVectorEnv``).
     """
 
     task = T.EXT_OBJ_NAV
@@ -347,10 +369,11 @@ class ExtObjNavVectorEnv(Nav3DVectorEnv):
         render_mode: str | None = None,
         shaping: str = "episode",
         gps_frame: str = "episode",
+        goal_vector: bool = False,
     ) -> None:
         super().__init__(
             num_envs, rooms, num_objects, 1, resolution, fov, episode_length, trial_length, render_mode, shaping,
-            gps_frame,
+            gps_frame, goal_vector,
         )  # fmt: skip
 
 
@@ -365,6 +388,7 @@ class MultiONVectorEnv(Nav3DVectorEnv):
         episode_length: episodes are truncated after this many steps.
         trial_length: None (one episode per trial) or env steps per trial sharing a layout.
         gps_frame: as ``ExtObjNavVectorEnv`` (matters only when a trial holds several episodes).
+        goal_vector: as ``ExtObjNavVectorEnv`` (the current goal of the sequence).
     """
 
     task = T.MULTI_ON
@@ -383,8 +407,9 @@ class MultiONVectorEnv(Nav3DVectorEnv):
         trial_length: int | None = None,
         render_mode: str | None = None,
         gps_frame: str = "episode",
+        goal_vector: bool = False,
     ) -> None:
         super().__init__(
             num_envs, rooms, num_objects, num_goals, resolution, fov, episode_length, trial_length, render_mode,
-            gps_frame=gps_frame,
+            gps_frame=gps_frame, goal_vector=goal_vector,
         )  # fmt: skip

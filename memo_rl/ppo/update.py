@@ -27,6 +27,8 @@ class UpdateStats:
     explained_variance: float
     recall_loss: float | None = None
     """Mean past-input recall loss (agents with a recall head; None otherwise)."""
+    privileged_loss: float | None = None
+    """Mean privileged-prediction loss (agents with ``agent.privileged_keys``; None otherwise)."""
 
 
 def ppo_update(
@@ -105,6 +107,9 @@ def _run_epochs(
             if out.recall_loss is not None:
                 loss = loss + cfg.recall_coef * out.recall_loss
                 totals["recall_loss"] = totals.get("recall_loss", 0.0) + out.recall_loss.item()
+            if out.privileged_loss is not None:
+                loss = loss + cfg.privileged_coef * out.privileged_loss
+                totals["privileged_loss"] = totals.get("privileged_loss", 0.0) + out.privileged_loss.item()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
