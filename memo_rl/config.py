@@ -295,6 +295,10 @@ class EvalConfig:
     """Trial length (env option ``trial_length``); None = the length the checkpoint trained on."""
     trials: int = 32
     """Trials played per checkpoint (fresh envs, one trial each)."""
+    forget_episodes: bool = False
+    """Clear the memory at every episode start, not only at trial starts, and hide the previous
+    episode's last action and reward: an ablation of what the memory carries from one episode to
+    the next (with it, a later episode knows no more than a first one)."""
     num_envs: int | None = None
     """Envs stepped in parallel (None = all trials at once); trials run in rounds of this many."""
     deterministic: bool = False
@@ -338,7 +342,7 @@ class EvalConfig:
             memory = f"stream-b{self.token_budget}"
         trial = f"t{self.trial_steps}" if self.trial_steps else "ttrain"
         mode = "greedy" if self.deterministic else "sampled"
-        return f"{memory}-{trial}-{mode}"
+        return f"{memory}-{trial}-{mode}" + ("-forget" if self.forget_episodes else "")
 
 
 @dataclass

@@ -44,7 +44,7 @@ RESULTS_FORMAT = 1
 # Eval options that change what is measured: an evaluation folder holds results of one setting
 # (eval.env_id is part of it through the env id the checkpoint is played on).
 MEASURED_OPTIONS = ("streaming", "window", "token_budget", "trial_steps", "trials", "deterministic", "seed",
-                    "bin_steps", "env_kwargs", "env_wrappers")
+                    "bin_steps", "env_kwargs", "env_wrappers", "forget_episodes")
 MAX_EPISODE_STEPS = 10_000  # cap on an eval trial of an env that reports neither trials nor a time limit
 EPISODE_SLOTS = 8  # episodes_by_index: the 1st..7th episode of a trial, the 8th slot pooling the 8th and later
 BIN_COLUMNS = ("return_mean", "return_ci95", "success_rate", "spl", "episode_length", "episodes",
@@ -262,6 +262,8 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
     """Play ``eval.trials`` fresh trials (in rounds of ``eval.num_envs`` envs) and bin their metrics.
 
     Every env starts a trial at step 0; an env's data after its first trial ended is ignored.
+    With ``eval.forget_episodes`` the agent starts every episode as it starts a trial (memory
+    cleared, no previous action or reward); the metrics still follow the env's trials.
     """
     from memo_rl import registry
 
@@ -344,9 +346,10 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
                 longest = max(longest, t + 1)
                 if not active.any():
                     break
+                forget = torch.as_tensor((trial_end | ended) if ev.forget_episodes else trial_end, device=device)
                 inputs = next_inputs(to_tensor(obs), actions, torch.as_tensor(rewards, dtype=torch.float32, device=device),
-                                     torch.as_tensor(ended, device=device), torch.as_tensor(trial_end, device=device))
-                state, resets = out.state, torch.as_tensor(trial_end, device=device)
+                                     torch.as_tensor(ended, device=device), forget)
+                state, resets = out.state, forget
                 if progress and (t + 1) % ev.bin_steps == 0 and trial_steps > ev.bin_steps:
                     done = (r * trial_steps + t + 1) / (rounds * trial_steps)
                     eta = (time.perf_counter() - started) * (1 - done) / done

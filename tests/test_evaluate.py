@@ -122,6 +122,37 @@ def test_episodes_by_index_splits_trials_into_their_episodes(runs, tmp_path):
     assert f"success by episode of the trial: {success} |" in describe(entry)
 
 
+@pytest.mark.parametrize("forget", [False, True])
+def test_forget_episodes_starts_every_episode_as_a_trial(runs, tmp_path, monkeypatch, forget):
+    """Dark Room's episodes last 10 steps. By default the memory is cleared only at the trial's
+    first step; with eval.forget_episodes at every episode's first step, which then also sees no
+    previous action or reward, as a trial's first step does."""
+    from agents import ActorCritic
+
+    seen = []
+    step = ActorCritic.step
+
+    def spy(self, inputs, state, resets):
+        seen.append((resets[0].item(), inputs.prev_actions[0].item(), inputs.prev_rewards[0].item()))
+        return step(self, inputs, state, resets)
+
+    monkeypatch.setattr(ActorCritic, "step", spy)
+    checkpoint = runs / "gru_room" / "checkpoints" / "ckpt_000000000384.pt"
+    out = tmp_path / f"forget_{forget}"
+    assert main(["eval", str(checkpoint), "eval.trials=1", "eval.bin_steps=40", "eval.video_steps=0",
+                 "eval.attention_steps=0", "eval.tensorboard=false", "eval.env_kwargs={trial_length: 50}",
+                 f"eval.forget_episodes={str(forget).lower()}", f"eval.output={out}"]) == 0
+    played = seen[:50]  # the trial's steps (a probe may play more after it)
+    starts = [t for t, (reset, _, _) in enumerate(played) if reset]
+    assert starts == ([0, 10, 20, 30, 40] if forget else [0])
+    assert all(played[t][1] == -1 and played[t][2] == 0.0 for t in starts)
+    assert all(played[t][1] >= 0 for t in range(50) if t not in starts)
+    assert results(out)["settings"]["forget_episodes"] is forget
+    if forget:
+        assert out.exists() and "-forget" not in out.name  # an explicit output keeps its name
+        assert build_config(None, ["eval.forget_episodes=true"]).eval.default_tag.endswith("-forget")
+
+
 def test_episodes_by_index_reports_success_where_the_env_does(runs, tmp_path):
     out = tmp_path / "by_episode_ktd"
     checkpoint = runs / "memo" / "checkpoints" / "ckpt_000000000384.pt"
