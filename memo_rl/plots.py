@@ -123,14 +123,18 @@ def final_value(run_dir: Path, column: str, last_rows: int = 10) -> float:
 
 def plot_eval_bins(curves: dict[str, dict], output: Path, title: str | None = None) -> Path:
     """Evaluation results per trial-step bin: return (mean and 95% band over trials), tokens held
-    and step latency, a line per label. ``curves`` maps a label to a results.json checkpoint entry."""
+    and step latency, a line per label. ``curves`` maps a label to a results.json checkpoint entry.
+    When an entry reports success by the episode's index in the trial (``episodes_by_index``), a
+    last panel shows it (95% binomial band): later episodes above the first mean memory pays."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = (("return_mean", "return per bin"), ("cached_tokens", "tokens held (max)"), ("step_ms", "agent step (ms)"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    by_index = any(_episode_success(entry) is not None for entry in curves.values())
+    n_panels = len(panels) + by_index
+    fig, axes = plt.subplots(1, n_panels, figsize=(5.2 * n_panels, 3.8), squeeze=False)
     colors = plt.get_cmap("viridis" if len(curves) > 4 else "tab10")
     for i, (label, entry) in enumerate(curves.items()):
         bins = entry["bins"]
@@ -145,7 +149,53 @@ def plot_eval_bins(curves: dict[str, dict], output: Path, title: str | None = No
             ax.set_xlabel("trial step")
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
-    for ax in axes[0][1:]:
+    for ax in axes[0][1:len(panels)]:
         ax.set_ylim(bottom=0)
+    if by_index:
+        _draw_episode_success(axes[0][-1], curves)
     axes[0][0].legend(fontsize=7)
     return _save(fig, output, title)
+
+
+def plot_episode_success(curves: dict[str, dict], output: Path, title: str | None = None) -> Path:
+    """Success by the episode's index in the trial (95% binomial band), a line per label;
+    ``curves`` maps a label to a results.json checkpoint entry with ``episodes_by_index``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    _draw_episode_success(ax, curves)
+    ax.legend(fontsize=8)
+    return _save(fig, output, title)
+
+
+def _draw_episode_success(ax, curves: dict[str, dict]) -> None:
+    import matplotlib.pyplot as plt
+
+    colors = plt.get_cmap("viridis" if len(curves) > 4 else "tab10")
+    for i, (label, entry) in enumerate(curves.items()):
+        success = _episode_success(entry)
+        if success is None:
+            continue
+        index, rate, half_width = success
+        color = colors(i / max(len(curves) - 1, 1)) if len(curves) > 4 else colors(i)
+        ax.plot(index, rate, marker="o", ms=3, color=color, label=label)
+        ax.fill_between(index, rate - half_width, rate + half_width, color=color, alpha=0.2)
+    ax.set_xlabel("episode of the trial (the last point pools the later ones)")
+    ax.set_ylabel("success")
+    ax.grid(alpha=0.3)
+
+
+def _episode_success(entry: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(episode index, success rate, 95% half-width) of the episodes_by_index rows that report
+    success, or None if none does."""
+    rows = [row for row in entry.get("episodes_by_index") or [] if row.get("success_rate") is not None
+            and row["episodes"] > 0 and not math.isnan(row["success_rate"])]
+    if not rows:
+        return None
+    index = np.array([row["episode"] for row in rows], dtype=float)
+    rate = np.array([row["success_rate"] for row in rows], dtype=float)
+    n = np.array([row["episodes"] for row in rows], dtype=float)
+    return index, rate, 1.96 * np.sqrt(rate * (1 - rate) / n)

@@ -366,3 +366,36 @@ def test_dark_key_to_door_script_plays_chosen_checkpoints(tmp_path):
     ]
     assert all(0.0 <= float(cells[3].split(" +- ")[0]) <= 8.0 for cells in rows)  # a 40-step trial returns <= 2 x 4
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_compare_evals_plots_success_by_episode_with_a_binomial_band(runs, tmp_path):
+    """experiments/compare_evals.py: two evaluations with different settings (memory carried vs
+    eval.forget_episodes) in one plot, their success by episode printed; the band is 1.96 binomial
+    standard errors."""
+    from conftest import run_experiment
+
+    from memo_rl.plots import _episode_success
+
+    checkpoint = runs / "memo" / "checkpoints" / "ckpt_000000000384.pt"
+    for forget in ("false", "true"):
+        assert main(["eval", str(checkpoint), *QUICK, f"eval.forget_episodes={forget}",
+                     f"eval.output={tmp_path / forget}"]) == 0
+    done = run_experiment("compare_evals.py", "--eval", f"carried={tmp_path / 'false' / 'results.json'}",
+                          "--eval", f"cleared={tmp_path / 'true' / 'results.json'}@ckpt_000000000384.pt",
+                          "--episodes-only", "--output", str(tmp_path / "episodes.png"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for name, label in (("false", "carried"), ("true", "cleared")):
+        rows = results(tmp_path / name)["checkpoints"][0]["episodes_by_index"]
+        success = " ".join(f"{row['success_rate']:.3f}" for row in rows)
+        assert done.stdout.split(f"{label}: ")[1].splitlines()[1] == f"  success by episode {success}"
+    assert (tmp_path / "episodes.png").stat().st_size > 0
+    bad = run_experiment("compare_evals.py", "--eval", f"x={tmp_path / 'nothing.json'}", "--output",
+                         str(tmp_path / "x.png"))
+    assert bad.returncode != 0 and "--eval x: cannot read an evaluation from" in bad.stderr
+
+    entry = {"episodes_by_index": [{"episode": 1, "success_rate": 0.5, "episodes": 100.0},
+                                   {"episode": 2, "success_rate": float("nan"), "episodes": 0.0}]}
+    index, rate, half_width = _episode_success(entry)
+    assert index.tolist() == [1.0] and rate.tolist() == [0.5]
+    assert half_width[0] == pytest.approx(1.96 * 0.05)
+    assert _episode_success({"episodes_by_index": []}) is None
