@@ -484,7 +484,7 @@ def test_bad_actions():
         np.testing.assert_array_equal(v, before[k])
 
 
-@pytest.mark.parametrize("preset", ["nav3d_extobjnav_gru", "nav3d_multion_gru"])
+@pytest.mark.parametrize("preset", ["nav3d_extobjnav_gru", "nav3d_extobjnav_small_gru", "nav3d_multion_gru"])
 def test_presets_train_end_to_end(tmp_path, preset):
     """The presets' agents (CNN over RGB and depth) train on the batched env through memo-rl train."""
     from memo_rl.cli import main

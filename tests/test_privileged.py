@@ -122,3 +122,10 @@ def test_a_bad_privileged_key_in_a_run_is_a_config_error(tmp_path, capsys):
     assert main(["train", *args]) != 0
     err = capsys.readouterr().err
     assert "agent.privileged_keys: privileged keys ['goal_vector']: choose from the observation's Box keys" in err
+
+
+def test_privileged_coef_must_not_be_negative():
+    from memo_rl.config import ConfigError, build_config
+
+    with pytest.raises(ConfigError, match="ppo.privileged_coef"):
+        build_config("nav3d_extobjnav_small_gru", ["ppo.privileged_coef=-1"])
