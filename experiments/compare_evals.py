@@ -4,7 +4,7 @@ episode of the trial (docs/results.md comparisons such as memory carried vs ``ev
     python experiments/compare_evals.py \\
         --eval "memory carried=runs/nav3d/A/eval/t500-1024/results.json" \\
         --eval "memory cleared each episode=runs/nav3d/A/eval/t500-1024-forget/results.json" \\
-        --output docs/images/nav3d_extobjnav_forget.png
+        --episodes-only --output docs/images/nav3d_extobjnav_privileged.png
 
 ``memo-rl eval`` with several PATHs already plots them together when they share one eval
 setting; this script is for folders that do not. Each ``--eval LABEL=FILE[@CHECKPOINT]`` takes
