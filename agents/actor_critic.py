@@ -166,11 +166,11 @@ class ActorCritic(nn.Module):
         core = type(self.core).__name__
         n_params = sum(p.numel() for p in self.parameters())
         what = self.recall_target + (f": {', '.join(self.recall_keys)}" if self.recall_keys else "")
-        recall = f"; past-input recall ({what}) up to {self.recall.max_lag} steps back" if self.recall is not None else ""
+        auxiliary = f"; past-input recall ({what}) up to {self.recall.max_lag} steps back" if self.recall is not None else ""
         if self.privileged is not None:
-            recall += f"; predicts the unread {', '.join(self.privileged.keys)}"
+            auxiliary += f"; predicts the unread {', '.join(self.privileged.keys)}"
         return (f"{self.encoder.describe()}; + {', '.join(extras) or 'no extra inputs'} -> "
-                f"{core}({self.core.extra_repr()}){recall}; {n_params:,} parameters")
+                f"{core}({self.core.extra_repr()}){auxiliary}; {n_params:,} parameters")
 
     def embed(self, inputs: AgentInputs) -> Tensor:
         """Features ``[..., d_model]`` for the core, from inputs with any leading dims."""

@@ -135,11 +135,9 @@ def plot_eval_bins(curves: dict[str, dict], output: Path, title: str | None = No
     by_index = any(_episode_success(entry) is not None for entry in curves.values())
     n_panels = len(panels) + by_index
     fig, axes = plt.subplots(1, n_panels, figsize=(5.2 * n_panels, 3.8), squeeze=False)
-    colors = plt.get_cmap("viridis" if len(curves) > 4 else "tab10")
-    for i, (label, entry) in enumerate(curves.items()):
+    for (label, entry), color in zip(curves.items(), _eval_colors(len(curves))):
         bins = entry["bins"]
         x = np.array([(row["first_step"] + row["last_step"] + 1) / 2 for row in bins])  # bin centres
-        color = colors(i / max(len(curves) - 1, 1)) if len(curves) > 4 else colors(i)
         for ax, (key, ylabel) in zip(axes[0], panels):
             y = np.array([np.nan if row[key] is None else row[key] for row in bins], dtype=float)
             ax.plot(x, y, marker="o", ms=3, color=color, label=label)
@@ -171,16 +169,21 @@ def plot_episode_success(curves: dict[str, dict], output: Path, title: str | Non
     return _save(fig, output, title)
 
 
-def _draw_episode_success(ax, curves: dict[str, dict]) -> None:
+def _eval_colors(n: int) -> list:
+    """One colour per evaluation curve, the same in every panel: tab10 for up to 4, else viridis."""
     import matplotlib.pyplot as plt
 
-    colors = plt.get_cmap("viridis" if len(curves) > 4 else "tab10")
-    for i, (label, entry) in enumerate(curves.items()):
+    if n > 4:
+        return [plt.get_cmap("viridis")(i / max(n - 1, 1)) for i in range(n)]
+    return [plt.get_cmap("tab10")(i) for i in range(n)]
+
+
+def _draw_episode_success(ax, curves: dict[str, dict]) -> None:
+    for (label, entry), color in zip(curves.items(), _eval_colors(len(curves))):
         success = _episode_success(entry)
         if success is None:
             continue
         index, rate, half_width = success
-        color = colors(i / max(len(curves) - 1, 1)) if len(curves) > 4 else colors(i)
         ax.plot(index, rate, marker="o", ms=3, color=color, label=label)
         ax.fill_between(index, rate - half_width, rate + half_width, color=color, alpha=0.2)
     ax.set_xlabel("episode of the trial (the last point pools the later ones)")
