@@ -30,6 +30,21 @@ def test_every_shipped_preset_builds():
         build_config(name)
 
 
+EMBODIED_TASKS = ["minigrid_memory_s7", "minigrid_memory_s13random", "minigrid_memory_s17random",
+                  "nav3d_extobjnav", "nav3d_multion", "habitat_extobjnav", "habitat_multion"]
+
+
+@pytest.mark.parametrize("task", EMBODIED_TASKS)
+@pytest.mark.parametrize("core", ["gru", "memo"])
+def test_every_embodied_task_has_a_preset_for_the_gru_and_memo_agents(task, core):
+    """``{task}_{core}`` trains the task's env (``env/{task}``) with the core's agent preset: the
+    same env settings, and the agent sizes of ``agent/{core}``."""
+    cfg, env_only, agent_only = build_config(f"{task}_{core}"), build_config(f"env/{task}"), build_config(f"agent/{core}")
+    assert cfg.env == env_only.env
+    assert cfg.memory == agent_only.memory and cfg.agent == agent_only.agent
+    assert cfg.memory.core == core
+
+
 def test_round_trip_through_dict():
     cfg = build_config("quickstart", ["train.seed=3"])
     assert config_from_dict(config_to_dict(cfg)) == cfg

@@ -90,11 +90,13 @@ def test_one_hot_view_refuses_pixels():
         SymbolicOneHot(RGBImgPartialObsWrapper(gym.make("MiniGrid-MemoryS7-v0", agent_view_size=3)))
 
 
-def test_gru_trains_on_minigrid_memory_with_async_envs(tmp_path):
+@pytest.mark.parametrize("preset,env_id,core", [("minigrid_memory_s13random_gru", "MiniGrid-MemoryS13Random-v0", "gru"),
+                                                ("minigrid_memory_s17random_memo", "MiniGrid-MemoryS17Random-v0", "memo")])
+def test_presets_train_on_minigrid_memory_with_async_envs(tmp_path, preset, env_id, core):
     run_dir = tmp_path / "run"
-    assert main(["train", "minigrid_memory_s13random_gru", *SHORT, f"run.dir={run_dir}"]) == 0
+    assert main(["train", preset, *SHORT, f"run.dir={run_dir}"]) == 0
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["env_id"] == "MiniGrid-MemoryS13Random-v0" and summary["env_steps"] == 64
+    assert summary["env_id"] == env_id and summary["env_steps"] == 64 and summary["memory_core"] == core
 
 
 @pytest.mark.parametrize("agent", ["gru", "none"])

@@ -484,9 +484,11 @@ def test_bad_actions():
         np.testing.assert_array_equal(v, before[k])
 
 
-@pytest.mark.parametrize("preset", ["nav3d_extobjnav_gru", "nav3d_extobjnav_small_gru", "nav3d_multion_gru"])
+@pytest.mark.parametrize("preset", ["nav3d_extobjnav_gru", "nav3d_extobjnav_small_gru", "nav3d_multion_gru",
+                                    "nav3d_extobjnav_memo", "nav3d_extobjnav_small_memo", "nav3d_multion_memo"])
 def test_presets_train_end_to_end(tmp_path, preset):
-    """The presets' agents (CNN over RGB and depth) train on the batched env through memo-rl train."""
+    """The presets' agents (CNN over RGB and depth, a GRU or Memo core) train on the batched env through
+    memo-rl train."""
     from memo_rl.cli import main
 
     run_dir = tmp_path / preset
@@ -495,6 +497,7 @@ def test_presets_train_end_to_end(tmp_path, preset):
     assert main(args) == 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["env_steps"] == 64 and summary["env_id"].startswith("memo_rl/Nav3D-")
+    assert summary["memory_core"] == preset.rsplit("_", 1)[1]
 
 
 def _memory_probe_module(monkeypatch):
