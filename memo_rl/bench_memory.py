@@ -20,6 +20,7 @@ minibatch (16 sequences of 256 steps, one trial start), the cost that dominates 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from memo_rl.bench import BenchOptions, BenchRow, Reporter, _measure, register_group
@@ -79,25 +80,64 @@ def _time_steps(
     if cache_dtype is not None:
         state0 = tree_map(lambda t: t.to(cache_dtype) if t.is_floating_point() else t, state0)
     x = torch.randn(num_envs, core.d_model, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     target_steps = getattr(core, "segment_length", None) or getattr(core, "chunk_size", 16)  # includes one memory write
     with torch.no_grad():
         # warm-up; its state holds the cache as rollout does (a buffer with room to append into;
         # the synthetic one has none, and growing it is a one-off copy a rollout pays rarely)
         _, state = core.step(x, state0, None)
-        sync()
-        steps, start = 0, time.perf_counter()
-        while steps < target_steps:
+
+        def step() -> None:
+            nonlocal state
             _, state = core.step(x, state, None)
-            steps += 1
-            sync()
-            if steps >= 3 and time.perf_counter() - start > max_seconds:
-                break
-        seconds = time.perf_counter() - start
+
+        steps, seconds = _timed_steps(step, target_steps, device, max_seconds)
     settings = {
         "num_envs": num_envs, "position": position, "timed_steps": steps, "ms_per_step": round(1000 * seconds / steps, 3),
         "cache_mib": round(_state_bytes(state0) / MIB, 3), "cached_tokens": core.cached_tokens(state0),
         "device": str(device),
+    }
+    return num_envs * steps / seconds, settings
+
+
+def _timed_steps(step: Callable[[], None], target_steps: int, device, max_seconds: float) -> tuple[int, float]:
+    """Run ``step`` ``target_steps`` times (at least 3, fewer once ``max_seconds`` have passed),
+    waiting for the device after each; returns (steps, seconds)."""
+    import torch
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    steps, start = 0, time.perf_counter()
+    while steps < target_steps:
+        step()
+        steps += 1
+        sync()
+        if steps >= 3 and time.perf_counter() - start > max_seconds:
+            break
+    return steps, time.perf_counter() - start
+
+
+def time_stepper(
+    core, num_envs: int, position: int, device, max_seconds: float, amp_dtype=None, cuda_graph: bool = False,
+) -> tuple[float, dict[str, Any]]:
+    """Env steps/s of a windowed Memo ``core`` stepped by :class:`StreamingMemoStepper` (fixed
+    buffers; ``cuda_graph``: replayed from a CUDA graph) from trial ``position`` + 1, as
+    :func:`_time_steps` times ``core.step``: one untimed warm-up step, then one segment."""
+    import torch
+
+    from memo_rl.memory.streaming import StreamingMemoStepper
+
+    core = core.to(device).eval()
+    stepper = StreamingMemoStepper(core, num_envs, device, amp_dtype=amp_dtype, cuda_graph=cuda_graph)
+    stepper.load(core.synthetic_state(num_envs, position, device))
+    cached_tokens = int(stepper.valid.sum(dim=1).max())
+    x = torch.randn(num_envs, core.d_model, device=device)
+    stepper.step(x)  # warm-up (records the graph)
+    steps, seconds = _timed_steps(lambda: stepper.step(x), core.segment_length, device, max_seconds)
+    buffers = (stepper.k, stepper.v, stepper.valid, stepper.pos)
+    settings = {
+        "num_envs": num_envs, "position": position, "timed_steps": steps, "ms_per_step": round(1000 * seconds / steps, 3),
+        "cache_mib": round(_state_bytes(buffers) / MIB, 3), "cached_tokens": cached_tokens, "device": str(device),
+        "stepper": "fixed buffers" + (", CUDA graph" if cuda_graph else ", eager"),
     }
     return num_envs * steps / seconds, settings
 

@@ -12,9 +12,11 @@ timed updates (CUDA only).
 Inference rows: ``core.step`` env steps/s of GRU, Memo keeping every summary, and streaming Memo
 (the newest 16 summary blocks, ``memo-w16``) at trial position 16k (N envs, state of that position
 built by ``synthetic_state``, KV cache in the autocast dtype; see :mod:`memo_rl.bench_memory`),
-under the same autocast as training. Targets (issue: scale out and speed up; on one H100): Memo
-PPO >= 100,000 env steps/s end to end, and Memo inference within 2x of GRU's at 16k (both Memo
-rows are compared). On CPU the rows carry no target.
+under the same autocast as training; then the same two Memo cores through
+:class:`~memo_rl.memory.streaming.StreamingMemoStepper` (fixed buffers; on GPU replayed from a
+CUDA graph; "keeping every summary" is a window as long as the trial). Targets (issue: scale out
+and speed up; on one H100): Memo PPO >= 100,000 env steps/s end to end, and Memo inference within
+2x of GRU's at 16k (every Memo row is compared). On CPU the rows carry no target.
 """
 
 from __future__ import annotations
@@ -197,6 +199,24 @@ def scale_group(opts: BenchOptions, report: Reporter) -> list[BenchRow]:
 
         inference[name] = _measure(report, f"infer {name} @{label}", f"{n} envs at trial step {position}", measure)
         rows.append(inference[name])
-    for name in ("memo", streaming):
+    # the same two Memo cores stepped on fixed buffers (StreamingMemoStepper), from a CUDA graph on GPU;
+    # keeping every summary is a window of every block the trial has written by the last timed step
+    segment_length = bench_memory.step_core("memo")[0].segment_length
+    every_block = position // segment_length + 2
+    for name, window in (("memo", every_block), (streaming, bench_memory.STREAMING_WINDOW)):
+        core, options = bench_memory._core("memo", window=window)
+        dtype = autocast_dtype("auto", core, device)
+        row_name = f"infer {name} stepper @{label}"
+
+        def measure(core=core, options=options, dtype=dtype, row_name=row_name) -> BenchRow:
+            torch.manual_seed(opts.seed)
+            value, settings = bench_memory.time_stepper(core, n, position, device, opts.memory_seconds, dtype, on_gpu)
+            return BenchRow("scale", row_name, f"StreamingMemoStepper ({settings['stepper']}), {n} envs at trial step "
+                            f"{position}", value, unit="env steps/s", settings={**settings, "options": options,
+                                                                                 "amp": str(dtype)})
+
+        inference[f"{name} stepper"] = _measure(report, row_name, f"{n} envs at trial step {position}", measure)
+        rows.append(inference[f"{name} stepper"])
+    for name in ("memo", streaming, "memo stepper", f"{streaming} stepper"):
         inference[name].compare(inference["gru"], INFERENCE_TARGET if on_gpu else None)
     return rows

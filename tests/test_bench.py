@@ -149,15 +149,20 @@ def test_quick_scale_bench_rows_profile_where_time_goes(tmp_path, capsys):
     result, out = _run(tmp_path, capsys, "scale")
     rows = _check_rows(result)
     assert set(rows) == {"train gru x4", "train fct x4", "train memo x4", "infer gru @2k", "infer memo @2k",
-                         "infer memo-w16 @2k"}
+                         "infer memo-w16 @2k", "infer memo stepper @2k", "infer memo-w16 stepper @2k"}
     for core in ("gru", "fct", "memo"):
         settings = rows[f"train {core} x4"]["settings"]
         assert settings["preset"] == f"dark_key_to_door_{core}" and settings["timed_updates"] == 2
         assert settings["timed_steps"] == 2 * 4 * 32  # 2 timed updates of 4 envs x 32-step rollouts
         assert abs(sum(settings["shares"].values()) - 1.0) < 0.01 and settings["seconds"]["update"] > 0
         assert settings["amp"] == "fp32" and settings["gpu_utilisation_percent"] is None  # CPU: no bf16, no GPU
-    for name in ("infer memo @2k", "infer memo-w16 @2k"):
+    for name in ("infer memo @2k", "infer memo-w16 @2k", "infer memo stepper @2k", "infer memo-w16 stepper @2k"):
         assert rows[name]["reference"] == "infer gru @2k" and rows[name]["target"] is None
+    # the stepper holds what core.step holds at the same trial step: every summary, or the newest 16 blocks
+    for name in ("memo", "memo-w16"):
+        stepper = rows[f"infer {name} stepper @2k"]["settings"]
+        assert stepper["cached_tokens"] == rows[f"infer {name} @2k"]["settings"]["cached_tokens"]
+        assert stepper["stepper"] == "fixed buffers, eager"
     # streaming Memo holds the newest 16 of the 32 summary blocks written by step 2k; full Memo all 32
     assert rows["infer memo-w16 @2k"]["settings"]["options"]["window"] == 16
     assert rows["infer memo-w16 @2k"]["settings"]["cached_tokens"] < rows["infer memo @2k"]["settings"]["cached_tokens"]

@@ -31,6 +31,7 @@ from .full_context import FCTState, FullContextCore, TransformerXLCore
 from .hcam import HCAMCore, HCAMRead, HCAMState
 from .memo import MemoCore, MemoState, RMTCore
 from .recurrent import GRUCore, LSTMCore, LSTMState, NoMemory
+from .streaming import StreamingMemoStepper
 from .transformer import AttentionRecord, KVSlots, record_attention
 
 CORE_NAMES: tuple[str, ...] = core_names()
@@ -54,6 +55,7 @@ __all__ = [
     "RMTCore",
     "TransformerXLCore",
     "State",
+    "StreamingMemoStepper",
     "build_memory_core",
     "cat_states",
     "core_names",

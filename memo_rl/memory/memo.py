@@ -285,6 +285,17 @@ class MemoCore(MemoryCore):
             summary, _, _ = self.stack.run(queries, positions, (memory, segment))
         return summary
 
+    def summary_positions(self, n_blocks: Tensor) -> Tensor:
+        """Positions ``[n, l_sum]`` of the summary block each env writes next (block ``n_blocks``)."""
+        offsets = torch.arange(self.summary_length, device=n_blocks.device)
+        return (n_blocks * self.summary_length).unsqueeze(1) + offsets  # [n] -> [n, l_sum]
+
+    def reencode_summary(self, summary: Tensor, positions: Tensor, memory: KVSlots) -> tuple[Tensor, Tensor]:
+        """Keys and values ``[n, L, H, l_sum, dh]`` of a new summary ``[n, l_sum, d]`` at
+        ``positions``, passed through every layer attending to the earlier summaries only."""
+        _, k, v = self.stack.run(summary, positions, memory)
+        return k, v
+
     def _write_summary(self, state: MemoState, done: Tensor) -> MemoState:
         """Summarise, re-encode and store the segments of the envs where ``done [N]``; clear those segments."""
         N = done.shape[0]
@@ -296,8 +307,7 @@ class MemoCore(MemoryCore):
         seg_steps = state.seg_steps if everyone else state.seg_steps[idx]
 
         summary = self.summarize_segment(memory, segment, n_blocks, seg_steps)  # [n, l_sum, d]
-        offsets = torch.arange(self.summary_length, device=done.device)
-        positions = (n_blocks * self.summary_length).unsqueeze(1) + offsets  # [n, l_sum]
+        positions = self.summary_positions(n_blocks)  # [n, l_sum]
         new_blocks = state.n_blocks + done.long()
         if self.read == "hcam":  # re-encode: attend within the block, read earlier blocks; keep each layer's input
             layer_inputs: list[Tensor] = []  # summaries keep their gradient: Memo trains through them
@@ -306,7 +316,7 @@ class MemoCore(MemoryCore):
             kv, keys = prepare_chunk(self.reads, torch.stack(layer_inputs, dim=1))  # L x [n, l_sum, d] -> [n, L, l_sum, d]
             new_memory = append_chunks(state.memory, idx, kv, keys, n_blocks, self.window, new_blocks)
         else:
-            _, k, v = self.stack.run(summary, positions, memory)  # re-encode: attends to earlier summaries only
+            k, v = self.reencode_summary(summary, positions, memory)
             if not everyone:  # scatter the n new blocks into N-env columns (other envs: invalid slots)
                 k = k.new_zeros((N, *k.shape[1:])).index_copy(0, idx, k)
                 v = v.new_zeros((N, *v.shape[1:])).index_copy(0, idx, v)

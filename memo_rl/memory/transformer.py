@@ -242,12 +242,9 @@ class DecoderBlock(nn.Module):
         With ``weights_out`` the attention is computed explicitly (slower, for inspection) and its
         weights averaged over heads ``[N, C, P + C]`` are appended to that list.
         """
-        N, C, d = h.shape
-        q, k, v = self.qkv(self.attn_norm(h)).split(d, dim=-1)  # 3 x [N, C, d]
-        q, k, v = (t.view(N, C, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # [N, H, C, dh]
-        q, k = rope(q, positions), rope(k, positions)
+        q, k, v = self.project(h, rope, positions)
         past_width = sum(part.shape[2] for part in past_k)
-        if weights_out is None and past_width >= max(SPLIT_READ_MIN_KEYS, SPLIT_READ_RATIO * C):
+        if weights_out is None and past_width >= max(SPLIT_READ_MIN_KEYS, SPLIT_READ_RATIO * h.shape[1]):
             att = split_attention(q, [*past_k, k], [*past_v, v], mask)  # [N, H, C, dh], no copy of the cache
         else:
             keys = torch.cat([*past_k, k], dim=2)  # [N, H, P + C, dh]
@@ -260,9 +257,20 @@ class DecoderBlock(nn.Module):
                 weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
                 att = weights @ values  # [N, H, C, dh]
                 weights_out.append(weights.mean(dim=1))
+        return self.finish(h, att), k, v
+
+    def project(self, h: Tensor, rope: RotaryEmbedding, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The chunk's rotated queries and keys and its values ``[N, H, C, dh]``."""
+        N, C, d = h.shape
+        q, k, v = self.qkv(self.attn_norm(h)).split(d, dim=-1)  # 3 x [N, C, d]
+        q, k, v = (t.view(N, C, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # [N, H, C, dh]
+        return rope(q, positions), rope(k, positions), v
+
+    def finish(self, h: Tensor, att: Tensor) -> Tensor:
+        """The block's output ``[N, C, d]`` from its input ``h`` and the attention ``att [N, H, C, dh]``."""
+        N, C, d = h.shape
         h = h + self.out(att.transpose(1, 2).reshape(N, C, d))  # [N, H, C, dh] -> [N, C, d]
-        h = h + self.mlp(self.mlp_norm(h))
-        return h, k, v
+        return h + self.mlp(self.mlp_norm(h))
 
 
 def split_attention(q: Tensor, keys: Sequence[Tensor], values: Sequence[Tensor], mask: Tensor) -> Tensor:
