@@ -190,7 +190,9 @@ class ActorCritic(nn.Module):
             parts.append(inputs.episode_starts.float().unsqueeze(-1))
         return observed, self.input_proj(torch.cat(parts, dim=-1))
 
-    def _heads(self, embedded: Tensor, features: Tensor, state: Any) -> AgentOutput:
+    def heads(self, embedded: Tensor, features: Tensor, state: Any) -> AgentOutput:
+        """Policy logits and values from the core's output ``features`` (and its input ``embedded``
+        with ``agent.core_skip``); ``state`` is passed through to the output."""
         if self.core_skip:
             features = torch.cat([features, embedded], dim=-1)  # [..., 2 * d_model]
         features = self.head_trunk(features)
@@ -201,7 +203,7 @@ class ActorCritic(nn.Module):
         """One env step for N envs: inputs ``[N, ...]``, resets ``[N]`` -> logits ``[N, A]``, values ``[N]``."""
         embedded = self.embed(inputs)
         features, state = self.core.step(embedded, state, resets)
-        return self._heads(embedded, features, state)
+        return self.heads(embedded, features, state)
 
     def forward_sequence(self, inputs: AgentInputs, state: Any, resets: Tensor) -> AgentOutput:
         """T steps for N envs: inputs ``[T, N, ...]``, resets ``[T, N]`` -> logits ``[T, N, A]``, values ``[T, N]``.
@@ -211,7 +213,7 @@ class ActorCritic(nn.Module):
         """
         observed, embedded = self._embed(inputs)
         features, state = self.core.forward_sequence(embedded, state, resets)
-        out = self._heads(embedded, features, state)
+        out = self.heads(embedded, features, state)
         if self.recall is not None and torch.is_grad_enabled():
             resets = resets_as_bool(resets, tuple(embedded.shape[:2]), embedded.device)  # [T, N]
             target = (self.encoder.flat_scaled(inputs.obs, self.recall_keys) if self.recall_target == "observation"

@@ -5,13 +5,16 @@ in a fresh process so that nothing is shared between them:
 
 - ``before``: every step attends to a copy of cache + new token and appends by concatenation;
 - ``read``: the one-step query reads the cache in place (``split_attention``), appends still copy;
-- ``both``: the shipped code, reading in place and appending into the buffer's spare room.
+- ``both``: the shipped code, reading in place and appending into the buffer's spare room;
+- ``stepper`` (Memo with ``--window``): :class:`StreamingMemoStepper`, fixed-size buffers written
+  in place, no copy of the cache at all (``eval.fixed_buffers=true``).
 
 The older paths are forced on by replacing ``append_along`` with ``torch.cat`` and raising
 ``SPLIT_READ_MIN_KEYS`` out of reach (docs/benchmarks.md, "Reading and appending in place").
 
     python experiments/cache_paths_ab.py --core memo --position 16384 --steps 64
     python experiments/cache_paths_ab.py --core fct --position 4096 --steps 16
+    python experiments/cache_paths_ab.py --core memo --window 16 --position 16384 --steps 128
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 MODES = ("before", "read", "both")
 
 
-def time_mode(core_name: str, mode: str, position: int, steps: int, num_envs: int) -> float:
+def time_mode(core_name: str, mode: str, position: int, steps: int, num_envs: int, window: int | None) -> float:
     """Env steps/s of ``core.step`` with the cache paths of ``mode``."""
     import torch
 
@@ -37,13 +40,28 @@ def time_mode(core_name: str, mode: str, position: int, steps: int, num_envs: in
     if mode == "before":
         transformer.SPLIT_READ_MIN_KEYS = 1 << 62
     options = {"segment_length": 64, "summary_length": 4} if core_name == "memo" else {}
+    if window is not None:
+        options["window"] = window
     core = build_memory_core(core_name, 128, n_layers=3, n_heads=4, **options).eval()  # the agent presets' sizes
     x = torch.randn(num_envs, 128)
     with torch.no_grad():
-        _, state = core.step(x, core.synthetic_state(num_envs, position, "cpu"), None)  # warm-up
+        if mode == "stepper":
+            from memo_rl.memory import StreamingMemoStepper
+
+            stepper = StreamingMemoStepper(core, num_envs)
+            stepper.load(core.synthetic_state(num_envs, position, "cpu"))
+            step = lambda: stepper.step(x)  # noqa: E731
+        else:
+            state = core.synthetic_state(num_envs, position, "cpu")
+
+            def step() -> None:
+                nonlocal state
+                _, state = core.step(x, state, None)
+
+        step()  # warm-up
         start = time.perf_counter()
         for _ in range(steps):
-            _, state = core.step(x, state, None)
+            step()
         seconds = time.perf_counter() - start
     return num_envs * steps / seconds
 
@@ -54,18 +72,23 @@ def main() -> None:
     parser.add_argument("--position", type=int, default=16384, help="trial step the cache is built for")
     parser.add_argument("--steps", type=int, default=64, help="timed steps (Memo: 64 includes one summary write)")
     parser.add_argument("--envs", type=int, default=64)
-    parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)  # one measurement, in a child process
+    parser.add_argument("--window", type=int, default=None, help="memo: keep the newest W summary blocks (adds the "
+                        "stepper mode)")
+    parser.add_argument("--mode", choices=(*MODES, "stepper"), help=argparse.SUPPRESS)  # one measurement, in a child
     args = parser.parse_args()
+    if args.window is not None and args.core != "memo":
+        parser.error(f"--window applies to --core memo, got --core {args.core}")
     if args.mode:
-        print(time_mode(args.core, args.mode, args.position, args.steps, args.envs))
+        print(time_mode(args.core, args.mode, args.position, args.steps, args.envs, args.window))
         return
-    for mode in MODES:
+    window = [] if args.window is None else ["--window", str(args.window)]
+    for mode in MODES + (("stepper",) if args.window is not None else ()):
         out = subprocess.run(
             [sys.executable, __file__, "--core", args.core, "--position", str(args.position), "--steps",
-             str(args.steps), "--envs", str(args.envs), "--mode", mode],
+             str(args.steps), "--envs", str(args.envs), *window, "--mode", mode],
             check=True, capture_output=True, text=True,
         )
-        print(f"{args.core} @{args.position} {mode:>6}: {float(out.stdout.strip()):,.0f} env steps/s")
+        print(f"{args.core} @{args.position} {mode:>7}: {float(out.stdout.strip()):,.0f} env steps/s")
 
 
 if __name__ == "__main__":

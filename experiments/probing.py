@@ -64,7 +64,7 @@ class Player:
         core's output and the policy's logits for the current inputs; the core's state moves on."""
         embedded = self.agent.embed(self.inputs)  # [N, e]
         features, self.state = self.agent.core.step(embedded, self.state, self.resets)  # [N, d]
-        logits = self.agent._heads(embedded, features, self.state).logits  # [N, A]
+        logits = self.agent.heads(embedded, features, self.state).logits  # [N, A]
         return embedded, features, logits
 
     def advance(self, obs: dict, actions: torch.Tensor, rewards: np.ndarray, ended: np.ndarray,

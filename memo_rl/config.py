@@ -291,6 +291,10 @@ class EvalConfig:
     """Streaming bound in tokens instead of ``eval.window``, converted per core so cores compare at
     equal memory: memo keeps (B - segment_length) / summary_length summary blocks, fct/trxl B steps,
     hcam (B - chunk_size) / chunk_size chunks."""
+    fixed_buffers: bool = False
+    """Streaming Memo (``memory.read=full``): step the memory on fixed-size buffers
+    (``memo_rl.memory.StreamingMemoStepper``) instead of ``core.step``. Same outputs up to float
+    rounding, no per-step copy of the cache; on CUDA each step replays a recorded CUDA graph."""
     trial_steps: int | None = None
     """Trial length (env option ``trial_length``); None = the length the checkpoint trained on."""
     trials: int = 32

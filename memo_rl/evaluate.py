@@ -121,6 +121,12 @@ def eval_config(stored: dict[str, Any], overrides: list[str]) -> ExperimentConfi
             f"eval.streaming=true needs eval.window=W or eval.token_budget=B for memory.core={cfg.memory.core} "
             "(memo: summary blocks kept; fct/trxl: steps kept; hcam: chunks kept)"
         )
+    if ev.fixed_buffers and (cfg.memory.core != "memo" or (cfg.memory.read or "full") != "full" or bound is None):
+        raise ConfigError(
+            "eval.fixed_buffers=true steps streaming Memo: it needs memory.core=memo with memory.read=full and "
+            f"eval.streaming=true with eval.window or eval.token_budget; got memory.core={cfg.memory.core}, "
+            f"memory.read={cfg.memory.read}, eval.streaming={str(ev.streaming).lower()}"
+        )
     if ev.window is not None:
         cfg.memory.window = ev.window
     elif ev.token_budget is not None:
@@ -286,6 +292,11 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
     to_tensor = lambda o: registry.obs_to_tensor(o, env.single_observation_space, device)  # noqa: E731
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     agent.eval()
+    stepper = None  # eval.fixed_buffers: the core's memory lives in the stepper, agent.step is not used
+    if ev.fixed_buffers:
+        from memo_rl.memory import StreamingMemoStepper
+
+        stepper = StreamingMemoStepper(agent.core, n_envs, device, cuda_graph=device.type == "cuda")
     started, longest = time.perf_counter(), 0
     try:
         for r in range(rounds):
@@ -294,6 +305,7 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
             inputs = first_inputs(to_tensor(obs), n_envs, device)
             state = agent.initial_state(n_envs, device)
             resets = torch.ones(n_envs, dtype=torch.bool, device=device)
+            resets_host = np.ones(n_envs, dtype=bool)  # the same, for the stepper (no device round trip)
             active = np.ones(n_envs, dtype=bool)
             ep_length, ep_return = np.zeros(n_envs), np.zeros(n_envs)
             ep_index = np.zeros(n_envs, dtype=np.int64)  # episodes of the trial ended so far
@@ -301,7 +313,11 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
                 b = t // ev.bin_steps
                 sync()
                 tic = time.perf_counter()
-                out = agent.step(inputs, state, resets)
+                if stepper is None:
+                    out = agent.step(inputs, state, resets)
+                else:
+                    embedded = agent.embed(inputs)
+                    out = agent.heads(embedded, stepper.step(embedded, resets_host), None)
                 if ev.deterministic:
                     actions = out.logits.argmax(dim=-1)
                 else:
@@ -340,16 +356,21 @@ def play_trials(agent, cfg: ExperimentConfig, device: torch.device, progress: bo
                 ep_index[ended] += 1
                 ep_length[ended] = 0
                 ep_return[ended] = 0.0
-                tokens[b] = max(tokens[b], agent.core.cached_tokens(out.state))
-                mem_bytes[b] = max(mem_bytes[b], state_bytes_per_env(out.state, n_envs))
+                if stepper is None:
+                    tokens[b] = max(tokens[b], agent.core.cached_tokens(out.state))
+                    mem_bytes[b] = max(mem_bytes[b], state_bytes_per_env(out.state, n_envs))
+                else:
+                    tokens[b] = max(tokens[b], stepper.cached_tokens())
+                    mem_bytes[b] = max(mem_bytes[b], stepper.bytes_per_env())
                 active &= ~trial_end
                 longest = max(longest, t + 1)
                 if not active.any():
                     break
-                forget = torch.as_tensor((trial_end | ended) if ev.forget_episodes else trial_end, device=device)
+                forget_host = (trial_end | ended) if ev.forget_episodes else trial_end
+                forget = torch.as_tensor(forget_host, device=device)
                 inputs = next_inputs(to_tensor(obs), actions, torch.as_tensor(rewards, dtype=torch.float32, device=device),
                                      torch.as_tensor(ended, device=device), forget)
-                state, resets = out.state, forget
+                state, resets, resets_host = out.state, forget, forget_host
                 if progress and (t + 1) % ev.bin_steps == 0 and trial_steps > ev.bin_steps:
                     done = (r * trial_steps + t + 1) / (rounds * trial_steps)
                     eta = (time.perf_counter() - started) * (1 - done) / done

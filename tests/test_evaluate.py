@@ -60,6 +60,27 @@ def test_streaming_memo_keeps_tokens_bounded_on_trials_longer_than_training(runs
     assert (out / "bins.png").stat().st_size > 0 and (out / entry["attention_png"]).stat().st_size > 0
 
 
+@pytest.mark.parametrize("forget", [False, True])
+def test_fixed_buffers_play_the_same_trials_as_core_steps(runs, tmp_path, forget):
+    """eval.fixed_buffers=true (StreamingMemoStepper) plays what core.step plays: same returns per
+    trial and bin, same tokens held; its memory is the fixed buffer of 2 blocks x 2 tokens + 8 steps."""
+    checkpoint = runs / "memo" / "checkpoints" / "ckpt_000000000384.pt"
+    common = [*QUICK, "eval.streaming=true", "eval.window=2", "eval.trial_steps=160", f"eval.forget_episodes={forget}",
+              "eval.num_envs=2"]  # two rounds: the stepper starts the second with fresh trials
+    entries = {}
+    for fixed in (False, True):
+        out = tmp_path / f"fixed-{fixed}"
+        assert main(["eval", str(checkpoint), *common, f"eval.fixed_buffers={fixed}", f"eval.output={out}"]) == 0
+        entries[fixed] = results(out)["checkpoints"][0]
+    assert entries[True]["trial_returns_by_bin"] == entries[False]["trial_returns_by_bin"]
+    assert entries[True]["episodes"] == entries[False]["episodes"] > 0
+    for fixed_row, core_row in zip(entries[True]["bins"], entries[False]["bins"]):
+        assert fixed_row["cached_tokens"] == core_row["cached_tokens"] <= 2 * 2 + 8
+    # per env: k and v of 1 layer x 12 slots x d_model values (fp32), the slot masks and positions, 2 counters
+    d_model = load_checkpoint(checkpoint)["config"]["agent"]["d_model"]
+    assert entries[True]["bins"][0]["memory_bytes"] == 2 * 12 * d_model * 4 + 12 * (1 + 8) + 2 * 8
+
+
 def test_without_streaming_memo_memory_grows_with_the_trial(runs, tmp_path):
     out = tmp_path / "full"
     checkpoint = runs / "memo" / "checkpoints" / "ckpt_000000000384.pt"
@@ -296,6 +317,8 @@ def test_attention_of_the_cores_maps_keys_to_the_steps_they_stand_for(core, tria
         (["{memo}", "eval.streaming=true", "eval.token_budget=9"], "eval.token_budget=9 is too small for memory.core=memo"),
         (["{memo}", "eval.streaming=true", "eval.token_budget=20", "eval.window=2"], "not both"),
         (["{memo}", "eval.window=4"], "pass eval.streaming=true"),
+        (["{memo}", "eval.fixed_buffers=true"], "eval.fixed_buffers=true steps streaming Memo: it needs"),
+        (["{gru}", "eval.fixed_buffers=true"], "got memory.core=gru"),
         (["{memo}", "eval.env_id=memo_rl/DarkRoom-v0"], "does not fit the agent for env 'memo_rl/DarkRoom-v0'"),
         (["{old}"], "has checkpoint format 0; this memo-rl reads format 1"),
         (["{memo}", "eval.trials=0"], "bad value 0 for 'eval.trials'"),

@@ -48,8 +48,8 @@ class StreamingMemoStepper:
     """Steps N envs of a windowed Memo core (``memory.read=full``) on fixed-size buffers.
 
     Args:
-        core: the Memo core, with ``window`` set (the streaming bound). Its weights are used as
-            they are when each step runs (the stepper holds no copy); put it in eval mode first.
+        core: the Memo core, with ``window`` set (the streaming bound). Its weights are read as
+            they are when each step runs (the stepper holds no copy of them).
         num_envs: N.
         device: where the buffers live (the core's device).
         dtype: dtype of the key/value buffers: the dtype the keys are computed in (the core's
@@ -136,6 +136,14 @@ class StreamingMemoStepper:
                            self.valid[:, sl].clone(), self.pos[:, sl].clone())  # k, v [L, N, ...] -> [N, L, ...]
 
         return MemoState(part(slice(0, S)), part(slice(S, self.width)), self.n_blocks.clone(), self.seg_steps.clone())
+
+    def cached_tokens(self) -> int:
+        """Most tokens any env holds (summary tokens + current-segment steps); one host sync."""
+        return int(self.valid.sum(dim=1).max()) if self.num_envs else 0
+
+    def bytes_per_env(self) -> float:
+        """Bytes of the fixed buffers per env (allocated, whatever the envs hold)."""
+        return sum(t.numel() * t.element_size() for t in self._buffers()) / max(self.num_envs, 1)
 
     # -- stepping -----------------------------------------------------------------------------------
     @contextmanager
