@@ -121,12 +121,17 @@ def eval_config(stored: dict[str, Any], overrides: list[str]) -> ExperimentConfi
             f"eval.streaming=true needs eval.window=W or eval.token_budget=B for memory.core={cfg.memory.core} "
             "(memo: summary blocks kept; fct/trxl: steps kept; hcam: chunks kept)"
         )
-    if ev.fixed_buffers and (cfg.memory.core != "memo" or (cfg.memory.read or "full") != "full" or bound is None):
-        raise ConfigError(
-            "eval.fixed_buffers=true steps streaming Memo: it needs memory.core=memo with memory.read=full and "
-            f"eval.streaming=true with eval.window or eval.token_budget; got memory.core={cfg.memory.core}, "
-            f"memory.read={cfg.memory.read}, eval.streaming={str(ev.streaming).lower()}"
-        )
+    if ev.fixed_buffers:
+        if cfg.memory.core != "memo":
+            problem = f"memory.core={cfg.memory.core} (it steps memory.core=memo only)"
+        elif (cfg.memory.read or "full") != "full":
+            problem = f"memory.read={cfg.memory.read} (it steps memory.read=full only)"
+        elif bound is None:
+            problem = "no eval.window or eval.token_budget (they set the buffers' size; pass one with eval.streaming=true)"
+        else:
+            problem = None
+        if problem:
+            raise ConfigError(f"eval.fixed_buffers=true steps streaming Memo on fixed-size buffers, got {problem}")
     if ev.window is not None:
         cfg.memory.window = ev.window
     elif ev.token_budget is not None:
