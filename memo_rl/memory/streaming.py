@@ -234,15 +234,16 @@ class StreamingMemoStepper:
         a copy of the state, which is put back."""
         saved = [t.clone() for t in self._buffers()]
         self.seg_steps.zero_()  # the warm-up steps must stay inside the segment's slots
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
+        main = torch.cuda.current_stream(self.device)
+        side = torch.cuda.Stream(self.device)  # warm-up and recording on one stream: per-stream library handles
+        side.wait_stream(main)                 # (cuBLAS workspaces) are then created before the recording
         with torch.cuda.stream(side):
             for _ in range(2):
                 self._step_body()
-        torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=side):
             self._y = self._step_body()
+        main.wait_stream(side)
         self._graph = graph
         for buffer, old in zip(self._buffers(), saved):
             buffer.copy_(old)
