@@ -129,14 +129,14 @@ def time_stepper(
     core = core.to(device).eval()
     stepper = StreamingMemoStepper(core, num_envs, device, amp_dtype=amp_dtype, cuda_graph=cuda_graph)
     stepper.load(core.synthetic_state(num_envs, position, device))
-    cached_tokens = int(stepper.valid.sum(dim=1).max())
+    cached_tokens = stepper.cached_tokens()
     x = torch.randn(num_envs, core.d_model, device=device)
     stepper.step(x)  # warm-up (records the graph)
     steps, seconds = _timed_steps(lambda: stepper.step(x), core.segment_length, device, max_seconds)
-    buffers = (stepper.k, stepper.v, stepper.valid, stepper.pos)
     settings = {
         "num_envs": num_envs, "position": position, "timed_steps": steps, "ms_per_step": round(1000 * seconds / steps, 3),
-        "cache_mib": round(_state_bytes(buffers) / MIB, 3), "cached_tokens": cached_tokens, "device": str(device),
+        "cache_mib": round(stepper.bytes_per_env() * num_envs / MIB, 3), "cached_tokens": cached_tokens,
+        "device": str(device),
         "stepper": "fixed buffers" + (", CUDA graph" if cuda_graph else ", eager"),
     }
     return num_envs * steps / seconds, settings
